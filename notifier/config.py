@@ -1,0 +1,370 @@
+"""YAML -> validated, immutable configuration (DESIGN §3).
+
+``load_config`` is the only place that reads the config file, the environment
+(``${VAR}``) and secret files. Every problem is collected and raised at once as a
+``ConfigError`` whose lines each start with the key path (``routes[1].matchers[0]: ...``).
+Template *compilation* is checked by the template renderer (``check_templates``), which
+the composition root runs after loading; here we only check that the files exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from notifier.durations import parse_duration
+from notifier.envsubst import interpolate, key_path
+from notifier.routing import Matcher, MatcherError, Route
+
+
+def _duration(value: object) -> object:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+E164 = Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BasicAuth(Model):
+    username: str
+    password: SecretStr
+
+
+class AuthConfig(Model):
+    """Credentials that guard the receiver: a bearer token or HTTP basic, not both."""
+
+    bearer_token: SecretStr | None = None
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AuthConfig:
+        if (self.bearer_token is None) == (self.basic is None):
+            raise ValueError("set exactly one of bearer_token or basic")
+        if self.bearer_token is not None and not self.bearer_token.get_secret_value():
+            raise ValueError("bearer_token is empty")
+        return self
+
+
+class ServerConfig(Model):
+    listen: str = "127.0.0.1:9095"
+    auth: AuthConfig | None = None
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    shutdown_grace: Duration = timedelta(seconds=10)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class StorageConfig(Model):
+    url: str = "sqlite:///data/notifier.db"
+    workers: int = Field(default=32, ge=1, le=1024)
+    lease: Duration = timedelta(seconds=60)
+    delivery_log_size: int = Field(default=100_000, ge=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not re.match(r"^(sqlite:///|memory://|rediss?://)", value):
+            raise ValueError("url must start with sqlite:///, redis://, rediss:// or memory://")
+        return value
+
+
+class RetryConfig(Model):
+    initial_backoff: Duration = timedelta(seconds=1)
+    max_backoff: Duration = timedelta(minutes=5)
+    max_age: Duration = timedelta(hours=1)
+
+
+class Defaults(Model):
+    repeat_interval: Duration = timedelta(hours=4)
+    send_resolved: bool = True
+    timeout: Duration = timedelta(seconds=10)
+    retry: RetryConfig = RetryConfig()
+
+
+class ChannelBase(Model):
+    """Settings every channel type shares; unset ones fall back to ``defaults``."""
+
+    send_resolved: bool | None = None
+    timeout: Duration | None = None
+    rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
+    circuit_breaker_failures: int = Field(default=5, ge=1)
+    circuit_breaker_reset: Duration = timedelta(seconds=30)
+
+
+class EmailChannel(ChannelBase):
+    type: Literal["email"]
+    host: str
+    port: int = Field(default=587, gt=0, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    subject: str = "[{{ status | upper }}] {{ common_labels.alertname | default('alerts') }}"
+    template: str = "performance_alert.html"
+    text_template: str | None = None
+    max_alerts: int = Field(default=50, ge=1)
+
+
+class SlackChannel(ChannelBase):
+    type: Literal["slack"]
+    token: SecretStr | None = None
+    webhook_url: SecretStr | None = None
+    channel: str | None = None
+    template: str = "performance_alert.json"
+    api_url: str = "https://slack.com/api/"
+    rate_limit: float | None = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> SlackChannel:
+        if (self.token is None) == (self.webhook_url is None):
+            raise ValueError("set exactly one of token or webhook_url")
+        if self.token is not None and not self.channel:
+            raise ValueError("channel is required with a bot token")
+        return self
+
+
+class SmsChannel(ChannelBase):
+    type: Literal["sms"]
+    account_sid: str
+    auth_token: SecretStr
+    from_: E164 = Field(alias="from")
+    to: list[E164] = Field(min_length=1)
+    template: str = "critical_alert.txt"
+    max_segments: int = Field(default=2, ge=1, le=10)
+    api_url: str = "https://api.twilio.com"
+
+
+class WebhookChannel(ChannelBase):
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["POST", "PUT"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    hmac_secret: SecretStr | None = None
+
+
+class LogChannel(ChannelBase):
+    """Writes each rendered notification as one JSON line to stdout (demo, debugging)."""
+
+    type: Literal["log"]
+    template: str | None = None
+
+
+ChannelConfig = Annotated[
+    EmailChannel | SlackChannel | SmsChannel | WebhookChannel | LogChannel,
+    Field(discriminator="type"),
+]
+
+
+class RouteConfig(Model):
+    name: str
+    matchers: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+    repeat_interval: Duration | None = None
+    send_resolved: bool | None = None
+
+
+class Config(Model):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    templates_dir: str = "../templates"
+    defaults: Defaults = Defaults()
+    channels: dict[str, ChannelConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    default_channels: list[str] = Field(default_factory=list)
+
+
+class ConfigError(Exception):
+    """Every problem of a config file, one line each, each starting with its key path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with what was derived from it at load time."""
+
+    config: Config
+    path: Path
+    base_dir: Path
+    templates_dir: Path
+    routes: tuple[Route, ...]
+    digest: str
+
+    def channel_template(self, name: str) -> str | None:
+        return getattr(self.config.channels[name], "template", None)
+
+    def repeat_interval(self, route_name: str) -> timedelta:
+        for route in self.config.routes:
+            if route.name == route_name and route.repeat_interval is not None:
+                return route.repeat_interval
+        return self.config.defaults.repeat_interval
+
+    def send_resolved(self, channel: str, route_name: str) -> bool:
+        for route in self.config.routes:
+            if route.name == route_name and route.send_resolved is not None:
+                return route.send_resolved
+        own = self.config.channels[channel].send_resolved
+        return self.config.defaults.send_resolved if own is None else own
+
+    def timeout(self, channel: str) -> timedelta:
+        own = self.config.channels[channel].timeout
+        return self.config.defaults.timeout if own is None else own
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file of ``storage.url``, resolved against the config file's folder."""
+        url = self.config.storage.url
+        if not url.startswith("sqlite:///"):
+            return None
+        path = Path(url.removeprefix("sqlite:///"))
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def _pydantic_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        # Drop the discriminator tag pydantic inserts (channels.x.email.host -> channels.x.host).
+        loc = [
+            part
+            for index, part in enumerate(item["loc"])
+            if not (index == 2 and item["loc"][0] == "channels" and isinstance(part, str))
+        ]
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{key_path(tuple(loc))}: {message}")
+    return problems
+
+
+def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
+    """Checks across keys; written over the raw tree so they run even when parsing failed."""
+    problems: list[str] = []
+    channels = raw.get("channels") if isinstance(raw.get("channels"), dict) else {}
+    assert isinstance(channels, dict)
+    routes = raw.get("routes") if isinstance(raw.get("routes"), list) else []
+    assert isinstance(routes, list)
+    names: set[str] = set()
+    for index, route in enumerate(routes):
+        if not isinstance(route, dict):
+            continue
+        name = route.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(f"routes[{index}].name: duplicate route name {name!r}")
+            names.add(name)
+        for m_index, matcher in enumerate(route.get("matchers") or []):
+            if not isinstance(matcher, str):
+                continue
+            try:
+                Matcher.parse(matcher)
+            except MatcherError as exc:
+                problems.append(f"routes[{index}].matchers[{m_index}]: {exc}")
+        for c_index, channel in enumerate(route.get("channels") or []):
+            if isinstance(channel, str) and channel not in channels:
+                problems.append(f"routes[{index}].channels[{c_index}]: undefined channel {channel!r}")
+    for index, channel in enumerate(raw.get("default_channels") or []):
+        if isinstance(channel, str) and channel not in channels:
+            problems.append(f"default_channels[{index}]: undefined channel {channel!r}")
+    for name, channel in channels.items():
+        if not isinstance(channel, dict):
+            continue
+        for key in ("template", "text_template"):
+            template = channel.get(key)
+            if isinstance(template, str) and not (templates_dir / template).is_file():
+                problems.append(
+                    f"channels.{name}.{key}: template {template!r} not found in {templates_dir}"
+                )
+    return problems
+
+
+def _build_routes(config: Config) -> tuple[Route, ...]:
+    return tuple(
+        Route(
+            name=route.name,
+            matchers=tuple(Matcher.parse(m) for m in route.matchers),
+            channels=tuple(route.channels),
+            continue_matching=route.continue_,
+        )
+        for route in config.routes
+    )
+
+
+def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
+    """Validate config ``text`` as if read from ``path``; raise ``ConfigError`` listing all problems."""
+    source = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"(yaml) {where}{getattr(exc, 'problem', exc)}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of settings"])
+    base_dir = path.resolve().parent
+    problems: list[str] = []
+    raw = interpolate(raw, env, base_dir, problems)
+    templates_dir = base_dir / str(raw.get("templates_dir", Config.model_fields["templates_dir"].default))
+    config = None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+    problems.extend(_cross_check(raw, templates_dir))
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return LoadedConfig(
+        config=config,
+        path=path,
+        base_dir=base_dir,
+        templates_dir=templates_dir.resolve(),
+        routes=_build_routes(config),
+        digest=hashlib.sha256(text.encode()).hexdigest()[:12],
+    )
+
+
+def load_config(path: Path, env: Mapping[str, str]) -> LoadedConfig:
+    """Read and validate the config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror}"]) from None
+    return parse_config(text, path, env)

@@ -1,0 +1,94 @@
+"""From one validated payload to the notifications it asks for, with their dedup keys (DESIGN §4).
+
+Pure: the clock and the id source are passed in, nothing is stored here. The store sets
+each key insert-if-absent with a time to live of the route's ``repeat_interval`` when it
+enqueues the job, and drops the job when the key is already present. So:
+
+- an HA pair posting the same group yields one notification per channel;
+- a changed group (an alert more, one resolved) has a new key and is notified at once;
+- an unchanged group is notified again only after ``repeat_interval``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from notifier.config import LoadedConfig
+from notifier.notification import Notification
+from notifier.payload import Alert, WebhookPayload
+from notifier.routing import route_labels
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedJob:
+    """A notification to enqueue unless ``dedup_key`` is already marked."""
+
+    notification: Notification
+    dedup_key: str
+    dedup_ttl: float  # seconds
+
+
+def group_identity(payload: WebhookPayload) -> str:
+    """``receiver`` + ``groupKey``; the sorted group labels stand in for a missing key."""
+    if payload.group_key:
+        return f"{payload.receiver}\x00{payload.group_key}"
+    labels = ",".join(f"{k}={v}" for k, v in sorted(payload.group_labels.items()))
+    return f"{payload.receiver}\x00{{{labels}}}"
+
+
+def dedup_key(channel: str, group: str, alerts: tuple[Alert, ...]) -> str:
+    """The channel, the group, and the set of ``(fingerprint, status, startsAt)`` routed to it."""
+    digest = hashlib.sha256()
+    digest.update(channel.encode())
+    digest.update(b"\x00")
+    digest.update(group.encode())
+    for entry in sorted(f"{a.fingerprint}|{a.status}|{a.starts_at.isoformat()}" for a in alerts):
+        digest.update(b"\x00")
+        digest.update(entry.encode())
+    return digest.hexdigest()
+
+
+def plan_notifications(
+    payload: WebhookPayload,
+    config: LoadedConfig,
+    now: float,
+    new_id: Callable[[], str],
+) -> list[PlannedJob]:
+    """One job per channel the payload's alerts route to, holding the alerts routed there.
+
+    Resolved alerts are left out where ``send_resolved`` does not hold; a channel left
+    with no alert gets no job.
+    """
+    routed: dict[str, tuple[str, list[Alert]]] = {}
+    for alert in payload.alerts:
+        decision = route_labels(alert.labels, config.routes, config.config.default_channels)
+        for channel, route in decision.channels:
+            if alert.status == "resolved" and not config.send_resolved(channel, route):
+                continue
+            routed.setdefault(channel, (route, []))[1].append(alert)
+
+    group = group_identity(payload)
+    jobs = []
+    for channel, (route, alert_list) in routed.items():
+        alerts = tuple(alert_list)
+        status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
+        notification = Notification(
+            job_id=new_id(),
+            channel=channel,
+            route=route,
+            received_at=now,
+            receiver=payload.receiver,
+            status=status,
+            group_key=payload.group_key or group,
+            group_labels=payload.group_labels,
+            common_labels=payload.common_labels,
+            common_annotations=payload.common_annotations,
+            external_url=payload.external_url,
+            truncated_alerts=payload.truncated_alerts,
+            alerts=alerts,
+        )
+        ttl = config.repeat_interval(route).total_seconds()
+        jobs.append(PlannedJob(notification, dedup_key(channel, group, alerts), ttl))
+    return jobs

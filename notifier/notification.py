@@ -1,0 +1,63 @@
+"""The unit of delivery: one group of alerts for one channel.
+
+A ``Notification`` is what the ingest path enqueues, what the store keeps (as JSON,
+never pickle) and what a channel receives. It carries the group's data from the
+Alertmanager payload, restricted to the alerts routed to its channel.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from notifier.payload import Alert, Labels, Status, WebhookPayload
+
+
+class Notification(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str
+    channel: str
+    route: str
+    received_at: float = Field(description="unix time the payload was accepted")
+    receiver: str
+    status: Status
+    group_key: str
+    group_labels: Labels
+    common_labels: Labels
+    common_annotations: Labels
+    external_url: str
+    truncated_alerts: int = 0
+    alerts: tuple[Alert, ...]
+
+    @property
+    def firing(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.status == "firing")
+
+    @property
+    def resolved(self) -> tuple[Alert, ...]:
+        return tuple(a for a in self.alerts if a.status == "resolved")
+
+    @property
+    def severity(self) -> str:
+        """The group's severity: the common label, else the first alert's, else ``none``."""
+        return self.common_labels.get("severity") or self.alerts[0].labels.get("severity", "none")
+
+    @property
+    def thread_key(self) -> str:
+        """Identifies the group across notifications (Slack keeps one thread per group)."""
+        return f"{self.channel}\x00{self.receiver}\x00{self.group_key}"
+
+    def to_payload(self) -> WebhookPayload:
+        """This notification as an Alertmanager payload (only the alerts routed here)."""
+        return WebhookPayload(
+            version="4",
+            receiver=self.receiver,
+            status=self.status,
+            alerts=list(self.alerts),
+            group_labels=self.group_labels,
+            common_labels=self.common_labels,
+            common_annotations=self.common_annotations,
+            external_url=self.external_url,
+            group_key=self.group_key,
+            truncated_alerts=self.truncated_alerts,
+        )

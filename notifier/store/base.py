@@ -1,0 +1,157 @@
+"""The ``Store`` protocol: the durable queue, dedup marks, dead letters, delivery log, Slack threads.
+
+Every implementation (memory, SQLite, Redis) passes one contract suite
+(``tests/store_contract.py``). Semantics every implementation keeps:
+
+- ``enqueue`` is atomic per call: each job is stored together with its dedup key, and a
+  job whose key is present (and not expired) is dropped and counted instead. When the
+  call returns, the stored jobs are durable (for SQLite: committed; concurrent callers
+  share one transaction).
+- ``claim`` hands out due jobs (``not_before <= now``), oldest first, each with a lease
+  until ``now + lease``; a job whose lease expired is due again. Delivery is therefore
+  at-least-once: a worker that dies mid-send leaves the job to be sent again.
+- ``complete`` / ``reschedule`` / ``dead_letter`` end an attempt and append its record
+  to the bounded delivery log; ``release`` hands a claimed job back without counting
+  an attempt (circuit open, rate limit, shutdown).
+- Times are unix seconds (floats), always passed in: no implementation reads a clock.
+- A store that cannot be reached raises ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from notifier.dedup import PlannedJob
+from notifier.notification import Notification
+
+Outcome = Literal["delivered", "retry", "dead"]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or cannot write; the caller answers 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    enqueued: tuple[str, ...]  # job ids
+    deduplicated: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    notification: Notification
+    attempts: int  # attempts made before this claim
+    enqueued_at: float
+
+    @property
+    def id(self) -> str:
+        return self.notification.job_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery attempt, as the delivery log keeps it."""
+
+    job_id: str
+    channel: str
+    channel_type: str
+    outcome: Outcome
+    reason: str | None  # FailureReason value, None when delivered
+    error: str  # safe text (never a secret); the receipt detail when delivered
+    latency: float  # seconds this attempt took
+    at: float  # when the attempt ended
+    received_at: float  # when the payload was accepted (end-to-end latency = at - received_at)
+    severity: str
+    status: str  # firing | resolved
+    alerts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str  # the job id
+    channel: str
+    reason: str
+    error: str
+    attempts: int
+    first_attempt_at: float | None
+    last_attempt_at: float | None
+    notification: Notification
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queued: int  # waiting jobs, due or scheduled, not leased
+    in_flight: int  # leased
+    due: int
+    oldest_due_age: float  # seconds; 0 when nothing is due
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """Where a group's Slack message lives, so a resolution can update it."""
+
+    channel_id: str
+    ts: str
+
+
+class ThreadRefs(Protocol):
+    """The part of the store a Slack channel needs (kept apart so channels don't see the queue)."""
+
+    async def get_thread(self, key: str) -> ThreadRef | None: ...
+
+    async def put_thread(self, key: str, ref: ThreadRef, ttl: float, now: float) -> None: ...
+
+
+class Store(ThreadRefs, Protocol):
+    async def open(self) -> None:
+        """Connect / create the schema. Idempotent."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store can be read and written."""
+        ...
+
+    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult: ...
+
+    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]: ...
+
+    async def complete(self, record: DeliveryRecord) -> None: ...
+
+    async def reschedule(self, record: DeliveryRecord, not_before: float) -> None: ...
+
+    async def dead_letter(self, record: DeliveryRecord) -> None: ...
+
+    async def release(self, job_id: str, not_before: float) -> None: ...
+
+    async def next_due_at(self) -> float | None:
+        """When the earliest waiting job (or lease) falls due, for the dispatcher's sleep."""
+        ...
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def replay(self, job_id: str, now: float) -> bool:
+        """Move one dead letter back to the queue (due now, attempts reset); False if unknown."""
+        ...
+
+    async def replay_all(self, now: float) -> int: ...
+
+    async def purge_dead_letters(self) -> int: ...
+
+    async def deliveries(self, limit: int = 100, since: float | None = None) -> list[DeliveryRecord]:
+        """Recent attempts, newest first."""
+        ...
+
+    async def stats(self, now: float) -> QueueStats: ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be due (another replica enqueued) or after ``timeout``.
+
+        Single-process stores just sleep; the dispatcher is also woken in-process.
+        """
+        ...
+
