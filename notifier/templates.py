@@ -1,0 +1,178 @@
+"""Jinja2 templates: a sandboxed environment, the template context (DESIGN §4), built-in fallbacks.
+
+Alert labels and annotations are untrusted text: the environment is sandboxed,
+``.html`` templates are autoescaped, and undefined names fail loudly (``StrictUndefined``)
+so a typo shows up in ``check-config`` rather than as an empty message. A template that
+still fails at render time falls back to a built-in plain one; the failure is logged
+and reported to ``on_fallback`` (a metric): a template bug never loses an alert.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from notifier.durations import format_duration
+from notifier.notification import Notification
+from notifier.payload import Alert
+
+log = logging.getLogger(__name__)
+
+FALLBACK_TEXT = """[{{ status | upper }}] {{ common_labels.alertname | default('alerts') }} ({{ alerts | length }} alert{{ 's' if alerts | length != 1 }})
+{% for a in alerts -%}
+- {{ a.labels.alertname | default('alert') }} {{ a.labels.severity | default('') }} {{ a.labels.instance | default('') }}: {{ a.annotations.summary | default('') }}
+{% endfor %}"""
+FALLBACK_HTML = "<pre>" + FALLBACK_TEXT + "</pre>"
+FALLBACK_SLACK = '{"text": {{ (status | upper ~ ": " ~ (common_labels.alertname | default("alerts")) ~ " (" ~ (alerts | length) ~ " alerts)") | tojson }}}'
+
+
+def slack_escape(value: object) -> str:
+    """Escape the three characters Slack's mrkdwn treats specially."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def since(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago ``value`` was, as a Prometheus-style duration (``1h5m``)."""
+    if value is None:
+        return ""
+    elapsed = (now or datetime.now(UTC)) - value
+    return format_duration(timedelta(seconds=max(0, int(elapsed.total_seconds()))))
+
+
+def format_datetime(
+    value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S %Z", tz: str = "UTC"
+) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
+
+
+def duration(seconds: float | timedelta) -> str:
+    if isinstance(seconds, timedelta):
+        return format_duration(seconds)
+    return format_duration(timedelta(seconds=seconds))
+
+
+def _tojson(value: Any) -> str:
+    # Not Jinja's built-in |tojson: that one HTML-escapes (<, >, &) for <script> blocks,
+    # which would corrupt Slack JSON. Values are escaped for JSON only.
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _alert_context(alert: Alert) -> dict[str, Any]:
+    return {
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "starts_at": alert.starts_at,
+        "ends_at": alert.ends_at,
+        "generator_url": alert.generator_url,
+        "fingerprint": alert.fingerprint,
+    }
+
+
+def template_context(
+    notification: Notification, channel_type: str, alerts: tuple[Alert, ...] | None = None
+) -> dict[str, Any]:
+    """What every template sees (DESIGN §4). ``alerts`` narrows the list (length budgets)."""
+    shown = notification.alerts if alerts is None else alerts
+    all_alerts = [_alert_context(a) for a in shown]
+    return {
+        "status": notification.status,
+        "alerts": all_alerts,
+        "firing": [a for a in all_alerts if a["status"] == "firing"],
+        "resolved": [a for a in all_alerts if a["status"] == "resolved"],
+        "group_labels": notification.group_labels,
+        "common_labels": notification.common_labels,
+        "common_annotations": notification.common_annotations,
+        "external_url": notification.external_url,
+        "receiver": notification.receiver,
+        "group_key": notification.group_key,
+        "truncated_alerts": notification.truncated_alerts + len(notification.alerts) - len(shown),
+        "channel": {"name": notification.channel, "type": channel_type, "route": notification.route},
+    }
+
+
+class _StrictButTestable(jinja2.StrictUndefined):
+    """Strict for output (a typo fails loudly) but falsy in tests, so ``{% if labels.x %}``
+    and ``labels.x | default('-')`` work for labels an alert may not have."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    fell_back: bool = False
+
+
+class Renderer:
+    """Loads templates from one folder and renders them with fallbacks."""
+
+    def __init__(
+        self,
+        templates_dir: Path,
+        on_fallback: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._env = ImmutableSandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
+            undefined=_StrictButTestable,
+            trim_blocks=False,
+            keep_trailing_newline=False,
+        )
+        self._env.filters.update(
+            slack_escape=slack_escape,
+            since=since,
+            datetime=format_datetime,
+            duration=duration,
+            tojson=_tojson,
+        )
+        self._on_fallback = on_fallback
+        self._strings: dict[str, jinja2.Template] = {}
+
+    def compile(self, name: str) -> None:
+        """Load and compile a template file; raises ``jinja2.TemplateError`` on a problem."""
+        self._env.get_template(name)
+
+    def render_file(self, name: str, context: Mapping[str, Any], fallback: str) -> Rendered:
+        """Render template file ``name``; on any error render ``fallback`` instead."""
+        try:
+            return Rendered(self._env.get_template(name).render(context))
+        except Exception as exc:  # a template bug must never lose the alert
+            return self._fall_back(name, exc, fallback, context)
+
+    def render_string(self, source: str, context: Mapping[str, Any], fallback: str) -> Rendered:
+        """Render an inline template (an email subject); on any error render ``fallback``."""
+        try:
+            template = self._strings.get(source)
+            if template is None:
+                template = self._strings[source] = self._env.from_string(source)
+            return Rendered(template.render(context))
+        except Exception as exc:
+            return self._fall_back("(inline)", exc, fallback, context)
+
+    def _fall_back(
+        self, name: str, exc: Exception, fallback: str, context: Mapping[str, Any]
+    ) -> Rendered:
+        channel = context.get("channel", {}).get("name", "")
+        log.warning(
+            "template failed, using the built-in fallback",
+            extra={"template": name, "channel": channel, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        if self._on_fallback is not None:
+            self._on_fallback(channel, name)
+        # The fallback is a plain, lenient template: it cannot fail on missing names.
+        lenient = jinja2.sandbox.ImmutableSandboxedEnvironment(autoescape=False)
+        lenient.filters.update(tojson=_tojson)
+        return Rendered(lenient.from_string(fallback).render(context), fell_back=True)
