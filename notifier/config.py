@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,7 +40,16 @@ def _duration(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
-E164 = Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def _e164(value: str) -> str:
+    if not _E164.match(value):
+        raise ValueError(f"{value!r} is not an E.164 phone number (like +15551234567)")
+    return value
+
+
+E164 = Annotated[str, AfterValidator(_e164)]
 
 
 class Model(BaseModel):
@@ -256,7 +266,7 @@ class LoadedConfig:
         if not url.startswith("sqlite:///"):
             return None
         path = Path(url.removeprefix("sqlite:///"))
-        return path if path.is_absolute() else self.base_dir / path
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
 
 
 def _pydantic_problems(error: ValidationError) -> list[str]:
@@ -328,8 +338,14 @@ def _build_routes(config: Config) -> tuple[Route, ...]:
     )
 
 
-def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
-    """Validate config ``text`` as if read from ``path``; raise ``ConfigError`` listing all problems."""
+def parse_config(
+    text: str, path: Path, env: Mapping[str, str], *, placeholders: bool = False
+) -> LoadedConfig:
+    """Validate config ``text`` as if read from ``path``; raise ``ConfigError`` listing all problems.
+
+    ``placeholders`` lets unset ``${VAR}`` and unreadable ``*_file`` secrets through as
+    ``<NAME>``: for commands that need the config's shape but not its secrets.
+    """
     source = str(path)
     try:
         raw = yaml.safe_load(text)
@@ -341,13 +357,17 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
         raise ConfigError(source, ["(top level): expected a mapping of settings"])
     base_dir = path.resolve().parent
     problems: list[str] = []
-    raw = interpolate(raw, env, base_dir, problems)
+    raw = interpolate(raw, env, base_dir, problems, placeholders=placeholders)
     templates_dir = base_dir / str(raw.get("templates_dir", Config.model_fields["templates_dir"].default))
     config = None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc))
+        # A value emptied by an unset variable fails validation too: say it once.
+        unset = [p.partition(":")[0] for p in problems]
+        problems.extend(
+            p for p in _pydantic_problems(exc) if not any(u.startswith(p.partition(":")[0]) for u in unset)
+        )
     problems.extend(_cross_check(raw, templates_dir))
     if problems or config is None:
         raise ConfigError(source, problems)
@@ -361,10 +381,10 @@ def parse_config(text: str, path: Path, env: Mapping[str, str]) -> LoadedConfig:
     )
 
 
-def load_config(path: Path, env: Mapping[str, str]) -> LoadedConfig:
+def load_config(path: Path, env: Mapping[str, str], *, placeholders: bool = False) -> LoadedConfig:
     """Read and validate the config file at ``path``."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror}"]) from None
-    return parse_config(text, path, env)
+    return parse_config(text, path, env, placeholders=placeholders)

@@ -28,7 +28,7 @@ def key_path(parts: tuple[str | int, ...]) -> str:
 
 
 def _substitute(
-    text: str, env: Mapping[str, str], path: tuple[str | int, ...], errors: list[str]
+    text: str, env: Mapping[str, str], path: tuple[str | int, ...], errors: list[str] | None
 ) -> str:
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -36,6 +36,8 @@ def _substitute(
         if value is None or (value == "" and default is not None):
             if default is not None:
                 return default
+            if errors is None:  # placeholders wanted: the shape matters, not the secret
+                return f"<{name}>"
             errors.append(f"{key_path(path)}: environment variable {name} is not set")
             return ""
         return value
@@ -65,15 +67,22 @@ def interpolate(
     base_dir: Path,
     errors: list[str],
     path: tuple[str | int, ...] = (),
+    *,
+    placeholders: bool = False,
 ) -> Any:
     """A copy of ``tree`` with references substituted and ``X_file`` keys read into ``X``.
 
     Problems are appended to ``errors``; the walk goes on so all are reported at once.
+    With ``placeholders``, an unset variable reads as ``<NAME>`` instead of an error
+    (for commands that need the config's shape but not its secrets, e.g. ``routes test``).
     """
     if isinstance(tree, str):
-        return _substitute(tree, env, path, errors)
+        return _substitute(tree, env, path, None if placeholders else errors)
     if isinstance(tree, list):
-        return [interpolate(item, env, base_dir, errors, (*path, i)) for i, item in enumerate(tree)]
+        return [
+            interpolate(item, env, base_dir, errors, (*path, i), placeholders=placeholders)
+            for i, item in enumerate(tree)
+        ]
     if not isinstance(tree, dict):
         return tree
     result: dict[Any, Any] = {}
@@ -84,11 +93,12 @@ def interpolate(
             if twin in tree:
                 errors.append(f"{key_path(child)}: set either {twin} or {key}, not both")
                 continue
-            secret = _read_secret_file(
-                interpolate(value, env, base_dir, errors, child), base_dir, child, errors
+            file_name = interpolate(value, env, base_dir, errors, child, placeholders=placeholders)
+            secret = (
+                f"<{key}>" if placeholders else _read_secret_file(file_name, base_dir, child, errors)
             )
             if secret is not None:
                 result[twin] = secret
             continue
-        result[key] = interpolate(value, env, base_dir, errors, child)
+        result[key] = interpolate(value, env, base_dir, errors, child, placeholders=placeholders)
     return result

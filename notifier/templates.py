@@ -141,9 +141,19 @@ class Renderer:
         self._on_fallback = on_fallback
         self._strings: dict[str, jinja2.Template] = {}
 
-    def compile(self, name: str) -> None:
-        """Load and compile a template file; raises ``jinja2.TemplateError`` on a problem."""
-        self._env.get_template(name)
+    def trial_render(self, name: str | None, source: str | None, context: Mapping[str, Any]) -> str | None:
+        """Render a template file (``name``) or an inline one (``source``) strictly.
+
+        Returns the error text, or None when it renders: ``check-config`` reports it.
+        """
+        try:
+            if name is not None:
+                self._env.get_template(name).render(context)
+            elif source is not None:
+                self._env.from_string(source).render(context)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def render_file(self, name: str, context: Mapping[str, Any], fallback: str) -> Rendered:
         """Render template file ``name``; on any error render ``fallback`` instead."""

@@ -1,0 +1,107 @@
+"""The ``notifier`` command (DESIGN §3a). Exit codes: 0 ok, 1 the check failed, 2 usage error.
+
+Every command runs the production code path through the composition root
+(``notifier.runtime``); this module only parses arguments and prints. It reads the
+environment once, here, and hands it on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from notifier import __version__
+from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
+from notifier.config import ConfigError
+from notifier.routing import route_labels
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="notifier")
+def cli() -> None:
+    """notifier: routes Alertmanager's alerts to email, Slack, SMS and webhooks."""
+
+
+@cli.command()
+@config_option
+@click.option("--listen", help="HOST:PORT to listen on (overrides server.listen).")
+@click.option(
+    "--log-level",
+    default=lambda: os.environ.get("NOTIFIER_LOG_LEVEL", "info"),
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    show_default="$NOTIFIER_LOG_LEVEL or info",
+)
+def serve(config_path: Path, listen: str | None, log_level: str) -> None:
+    """Run the receiver and the dispatcher in one process."""
+    from notifier.serve import run_server
+
+    try:
+        run_server(config_path, os.environ, listen=listen, log_level=log_level)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@cli.command("check-config")
+@config_option
+def check_config(config_path: Path) -> None:
+    """Validate the config, compile and trial-render every template, list channels and routes."""
+    from notifier.runtime import load_checked
+
+    try:
+        loaded = load_checked(config_path, os.environ)
+    except ConfigError as exc:
+        fail(str(exc))
+    config = loaded.config
+    click.echo(f"{config_path}: ok (hash {loaded.digest})")
+    click.echo(f"store: {config.storage.url.split('@')[-1]}")
+    click.echo("channels:")
+    for name, channel in config.channels.items():
+        click.echo(f"  {name} ({channel.type})")
+    click.echo("routes:")
+    for route in loaded.routes:
+        matchers = ", ".join(str(m) for m in route.matchers) or "(every alert)"
+        flow = " [continue]" if route.continue_matching else ""
+        click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}")
+    click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
+
+
+@cli.group()
+def routes() -> None:
+    """Inspect routing."""
+
+
+@routes.command("test")
+@config_option
+@click.argument("labels", nargs=-1, required=True)
+@click.option("--expect", help="Comma-separated channels the alert must reach; exit 1 otherwise.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def routes_test(config_path: Path, labels: tuple[str, ...], expect: str | None, as_json: bool) -> None:
+    """Which routes and channels an alert with LABEL=VALUE... reaches."""
+    loaded = load_or_exit(config_path, placeholders=True)
+    decision = route_labels(
+        parse_pairs(labels, "LABELS"), loaded.routes, loaded.config.default_channels
+    )
+    channels = list(decision.channel_names)
+    expected = [c.strip() for c in expect.split(",") if c.strip()] if expect is not None else None
+    matches = expected is None or sorted(expected) == sorted(channels)
+    if as_json:
+        click.echo(json.dumps({"routes": list(decision.routes), "channels": channels,
+                               "expected": expected, "ok": matches}))
+    else:
+        click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
+        click.echo(f"channels: {', '.join(channels) or '(none)'}")
+    if not matches:
+        fail(f"expected {', '.join(expected or [])}, got {', '.join(channels) or '(none)'}")
+
+
+# Commands that live in their own modules register here, after the group exists.
+from notifier.cli import fire, ops  # noqa: E402
+
+for _command in (fire.render, fire.fire, ops.dead_letters, ops.report, ops.loadtest):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,182 @@
+"""The composition root: builds the store, renderer, channels and dispatcher from one config.
+
+The server and the CLI both start from here, so they run the same code path. This is
+the one place (with ``config.load_config``) that reads the environment: it is handed
+in once, as a mapping, by the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from notifier.channels.registry import Channels, open_channels
+from notifier.config import ConfigError, LoadedConfig, load_config
+from notifier.dedup import plan_notifications
+from notifier.dispatcher import Dispatcher
+from notifier.metrics import Metrics
+from notifier.notification import Notification
+from notifier.payload import WebhookPayload
+from notifier.sample import sample_payload
+from notifier.store import open_store
+from notifier.store.base import EnqueueResult, Store
+from notifier.templates import Renderer, template_context
+
+log = logging.getLogger(__name__)
+
+
+def template_problems(loaded: LoadedConfig, renderer: Renderer) -> list[str]:
+    """Compile every channel's templates and render them against a sample group."""
+    problems = []
+    payload = sample_payload()
+    for name, channel in loaded.config.channels.items():
+        notification = sample_notification(payload, name)
+        context = template_context(notification, channel.type)
+        for key in ("template", "text_template", "subject"):
+            value = getattr(channel, key, None)
+            if value is None:
+                continue
+            error = (
+                renderer.trial_render(None, value, context)
+                if key == "subject"
+                else renderer.trial_render(value, None, context)
+            )
+            if error is not None:
+                problems.append(f"channels.{name}.{key}: {error}")
+    return problems
+
+
+def sample_notification(payload: WebhookPayload, channel: str, route: str = "sample") -> Notification:
+    """``payload`` as the notification one channel would receive (all its alerts)."""
+    return Notification(
+        job_id="sample",
+        channel=channel,
+        route=route,
+        received_at=time.time(),
+        receiver=payload.receiver,
+        status=payload.status,
+        group_key=payload.group_key,
+        group_labels=payload.group_labels,
+        common_labels=payload.common_labels,
+        common_annotations=payload.common_annotations,
+        external_url=payload.external_url,
+        truncated_alerts=payload.truncated_alerts,
+        alerts=tuple(payload.alerts),
+    )
+
+
+def load_checked(path: Path, env: Mapping[str, str]) -> LoadedConfig:
+    """Load the config and trial-render its templates; raise ``ConfigError`` with every problem."""
+    loaded = load_config(path, env)
+    problems = template_problems(loaded, Renderer(loaded.templates_dir))
+    if problems:
+        raise ConfigError(str(path), problems)
+    return loaded
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    problems: list[str]
+    digest: str
+
+
+class Runtime:
+    """One running notifier: call ``start()`` once, ``ingest()`` per payload, ``stop()`` at the end."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        env: Mapping[str, str],
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config_path = config_path
+        self.env = dict(env)
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.loaded = load_checked(config_path, env)
+        self.renderer = self._renderer(self.loaded)
+        self.loaded_at = clock()
+        self.started_at = clock()
+        self.store: Store = open_store(self.loaded)
+        self.channels: Channels | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._reload_lock = asyncio.Lock()
+
+    def _renderer(self, loaded: LoadedConfig) -> Renderer:
+        fallbacks = self.metrics.template_fallbacks
+        return Renderer(loaded.templates_dir, on_fallback=lambda ch, _t: fallbacks.labels(ch).inc())
+
+    def _declare(self, loaded: LoadedConfig) -> None:
+        self.metrics.declare_channels((n, c.type) for n, c in loaded.config.channels.items())
+
+    async def start(self, *, dispatch: bool = True) -> None:
+        """Open the store and the channels; start the dispatcher unless ``dispatch`` is False."""
+        await self.store.open()
+        self._declare(self.loaded)
+        self.channels = await open_channels(self.loaded, self.renderer, self.store, clock=self.clock)
+        self.dispatcher = Dispatcher(
+            self.store, self.channels, self.loaded, self.metrics, clock=self.clock
+        )
+        if dispatch:
+            await self.dispatcher.start()
+        self.metrics.config_reload_success.set(1)
+        self.metrics.config_reload_time.set(self.loaded_at)
+
+    async def stop(self, grace: float | None = None) -> None:
+        if grace is None:
+            grace = self.loaded.config.server.shutdown_grace.total_seconds()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(grace)
+        if self.channels is not None:
+            await self.channels.aclose()
+        await self.store.close()
+
+    async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
+        """Route, dedup and durably enqueue one payload; raises ``StoreUnavailable``."""
+        now = self.clock()
+        jobs = plan_notifications(payload, self.loaded, now, lambda: uuid.uuid4().hex)
+        result = await self.store.enqueue(jobs, now)
+        if result.enqueued and self.dispatcher is not None:
+            self.dispatcher.wake()
+        return result
+
+    async def reload(self) -> ReloadResult:
+        """Load the config file again; a bad one keeps the running config and says why."""
+        async with self._reload_lock:
+            try:
+                loaded = load_checked(self.config_path, self.env)
+                if loaded.config.storage != self.loaded.config.storage:
+                    raise ConfigError(
+                        str(self.config_path), ["storage: changing the store needs a restart"]
+                    )
+            except ConfigError as exc:
+                self.metrics.config_reload_success.set(0)
+                log.warning("config reload failed, keeping the running config",
+                            extra={"problems": exc.problems})
+                return ReloadResult(False, exc.problems, self.loaded.digest)
+            renderer = self._renderer(loaded)
+            channels = await open_channels(loaded, renderer, self.store, clock=self.clock)
+            old_channels = self.channels
+            self.loaded, self.renderer, self.channels = loaded, renderer, channels
+            self._declare(loaded)
+            if self.dispatcher is not None:
+                self.dispatcher.replace_config(loaded, channels)
+            if old_channels is not None:
+                # Sends already under way keep the old clients until they finish.
+                asyncio.get_running_loop().call_later(
+                    loaded.config.defaults.timeout.total_seconds() + 1,
+                    lambda: asyncio.ensure_future(old_channels.aclose()),
+                )
+            self.loaded_at = self.clock()
+            self.metrics.config_reload_success.set(1)
+            self.metrics.config_reload_time.set(self.loaded_at)
+            log.info("config reloaded", extra={"config_hash": loaded.digest})
+            return ReloadResult(True, [], loaded.digest)

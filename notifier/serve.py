@@ -1,0 +1,44 @@
+"""``notifier serve``: run the app until SIGTERM/SIGINT, reload on SIGHUP, exit 0.
+
+On SIGTERM the listener closes first (Alertmanager's next try goes to another replica
+or waits), then the dispatcher finishes or releases in-flight jobs within
+``server.shutdown_grace``, then the store closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+from notifier.logs import setup_logging
+from notifier.runtime import Runtime
+from notifier.server import create_app, install_reload_signal
+
+
+def run_server(
+    config_path: Path, env: Mapping[str, str], *, listen: str | None, log_level: str
+) -> None:
+    setup_logging(log_level)
+    runtime = Runtime(config_path, env)
+    server = runtime.loaded.config.server
+    host, port = server.host, server.port
+    if listen:
+        address, _, port_text = listen.rpartition(":")
+        host, port = address.strip("[]") or "0.0.0.0", int(port_text)
+    app = create_app(runtime)
+
+    async def on_startup(app: web.Application) -> None:
+        install_reload_signal(runtime)
+
+    app.on_startup.append(on_startup)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=lambda line: None,
+        access_log=None,
+        shutdown_timeout=server.shutdown_grace.total_seconds(),
+        handle_signals=True,
+    )

@@ -1,0 +1,332 @@
+"""The aiohttp app: the Alertmanager receiver, health, reload, status, metrics (DESIGN §2).
+
+The receiver's status codes are a protocol with Alertmanager, which retries only on
+5xx and network errors: 202 only after the jobs are durably stored, 503 when the store
+cannot take them, 400/413/415/422 for a payload that retrying will not fix, 401 for
+bad credentials. No request ever gets a traceback: errors are JSON ``{"error", "details"}``.
+This module never imports a channel or a store implementation; it talks to the
+``Runtime``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+from pydantic import ValidationError
+
+from notifier import __version__
+from notifier.config import AuthConfig
+from notifier.payload import WebhookPayload
+from notifier.runtime import Runtime
+from notifier.store.base import DeadLetter, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, error: str, details: list[Any] | None = None) -> web.Response:
+    return web.json_response({"error": error, "details": details or []}, status=status)
+
+
+def _authorized(auth: AuthConfig | None, header: str | None) -> bool:
+    """Constant-time check of a bearer token or basic credentials."""
+    if auth is None:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    if auth.bearer_token is not None:
+        expected = auth.bearer_token.get_secret_value().encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected)
+    assert auth.basic is not None
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    user_ok = hmac.compare_digest(user, auth.basic.username.encode())
+    password_ok = hmac.compare_digest(password, auth.basic.password.get_secret_value().encode())
+    return user_ok and password_ok
+
+
+def require_auth(handler: Handler) -> Handler:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        runtime = request.app[RUNTIME]
+        if not _authorized(runtime.loaded.config.server.auth, request.headers.get("Authorization")):
+            return json_error(401, "missing or invalid credentials")
+        return await handler(request)
+
+    return guarded
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON; an unexpected one is logged here and never shown."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return json_error(500, "internal error")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None once it grows past ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _validation_details(exc: ValidationError) -> tuple[int, str, list[Any]]:
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return 400, "malformed JSON", [e["msg"] for e in errors]
+    if any(e["type"] == "model_type" or e["type"] == "model_attributes_type" for e in errors):
+        return 422, "payload must be a JSON object", []
+    details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    return 422, "payload does not match Alertmanager's webhook format (version 4)", details
+
+
+async def receive_alerts(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    metrics = runtime.metrics
+    started = time.perf_counter()
+    response = await _receive(request, runtime)
+    code = str(response.status)
+    elapsed = time.perf_counter() - started
+    metrics.requests.labels(code).inc()
+    metrics.request_duration.labels(code).observe(elapsed)
+    log.info(
+        "webhook request",
+        extra={"status": response.status, "duration_ms": round(elapsed * 1000, 3),
+               "remote": request.remote, "bytes": request.content_length},
+    )
+    if response.status in (400, 413, 415, 422):
+        metrics.alerts_invalid.inc()
+    return response
+
+
+async def _receive(request: web.Request, runtime: Runtime) -> web.Response:
+    server = runtime.loaded.config.server
+    if not _authorized(server.auth, request.headers.get("Authorization")):
+        return json_error(401, "missing or invalid credentials")
+    if request.content_type != "application/json":
+        return json_error(415, "Content-Type must be application/json")
+    body = await _read_body(request, server.max_body_bytes)
+    if body is None:
+        return json_error(413, f"body larger than server.max_body_bytes ({server.max_body_bytes})")
+    try:
+        payload = WebhookPayload.model_validate_json(body)
+    except ValidationError as exc:
+        status, error, details = _validation_details(exc)
+        return json_error(status, error, details)
+    try:
+        result = await runtime.ingest(payload)
+    except StoreUnavailable as exc:
+        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        return json_error(503, "store unavailable, retry later")
+    for alert in payload.alerts:
+        severity = runtime.metrics.severity_label(alert.labels.get("severity", "none"))
+        runtime.metrics.alerts_received.labels(alert.status, severity).inc()
+    runtime.metrics.deduplicated.inc(result.deduplicated)
+    return web.json_response(
+        {
+            "accepted": len(payload.alerts),
+            "notifications": len(result.enqueued),
+            "deduplicated": result.deduplicated,
+        },
+        status=202,
+    )
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.json_response({"status": "healthy"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        await runtime.store.ping()
+    except StoreUnavailable as exc:
+        runtime.metrics.store_up.set(0)
+        return json_error(503, "store unavailable", [str(exc)])
+    runtime.metrics.store_up.set(1)
+    return web.json_response({"status": "ready"})
+
+
+async def reload_config(request: web.Request) -> web.Response:
+    result = await request.app[RUNTIME].reload()
+    if not result.ok:
+        return json_error(400, "invalid config, keeping the running one", result.problems)
+    return web.json_response({"status": "reloaded", "config_hash": result.digest})
+
+
+async def status(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    now = runtime.clock()
+    try:
+        stats = asdict(await runtime.store.stats(now))
+    except StoreUnavailable:
+        stats = None
+    dispatcher = runtime.dispatcher
+    return web.json_response(
+        {
+            "version": __version__,
+            "config_hash": runtime.loaded.digest,
+            "config_loaded_at": runtime.loaded_at,
+            "uptime_seconds": round(now - runtime.started_at, 3),
+            "queue": stats,
+            "circuits": dispatcher.circuit_states() if dispatcher else {},
+        }
+    )
+
+
+def _dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "channel": letter.channel,
+        "reason": letter.reason,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "first_attempt_at": letter.first_attempt_at,
+        "last_attempt_at": letter.last_attempt_at,
+        "route": letter.notification.route,
+        "group_key": letter.notification.group_key,
+        "alerts": [a.model_dump(mode="json", by_alias=True) for a in letter.notification.alerts],
+    }
+
+
+def _limit(request: web.Request, default: int = 100) -> int:
+    try:
+        return max(1, min(int(request.query.get("limit", default)), 10_000))
+    except ValueError:
+        raise web.HTTPBadRequest(reason="limit must be an integer") from None
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    records = await runtime.store.deliveries(_limit(request))
+    return web.json_response({"deliveries": [asdict(r) for r in records]})
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    letters = await request.app[RUNTIME].store.dead_letters(_limit(request))
+    return web.json_response({"dead_letters": [_dead_letter_json(d) for d in letters]})
+
+
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    job_id = request.match_info["id"]
+    if job_id == "all":
+        count = await runtime.store.replay_all(runtime.clock())
+    else:
+        count = int(await runtime.store.replay(job_id, runtime.clock()))
+        if not count:
+            return json_error(404, f"no dead letter {job_id}")
+    if runtime.dispatcher is not None:
+        runtime.dispatcher.wake()
+    return web.json_response({"replayed": count})
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    return web.json_response({"purged": await request.app[RUNTIME].store.purge_dead_letters()})
+
+
+def _store_errors_as_503(handler: Handler) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StoreUnavailable:
+            return json_error(503, "store unavailable, retry later")
+
+    return wrapped
+
+
+async def _refresh_gauges(runtime: Runtime) -> None:
+    """Queue gauges come from the store; refresh them for scrapes."""
+    stats = await runtime.store.stats(runtime.clock())
+    metrics = runtime.metrics
+    metrics.queue_depth.set(stats.queued)
+    metrics.queue_in_flight.set(stats.in_flight)
+    metrics.queue_oldest_age.set(stats.oldest_due_age)
+    metrics.dead_letters.set(stats.dead_letters)
+
+
+def metrics_handler(runtime: Runtime) -> Handler:
+    expose = make_aiohttp_handler(runtime.metrics.registry)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            await _refresh_gauges(runtime)
+            runtime.metrics.store_up.set(1)
+        except StoreUnavailable:
+            runtime.metrics.store_up.set(0)
+        return await expose(request)
+
+    return handler
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
+    """The app; with ``manage_runtime`` it starts the runtime on startup and stops it on cleanup."""
+    app = web.Application(middlewares=[json_errors], client_max_size=2**31)
+    app[RUNTIME] = runtime
+
+    if manage_runtime:
+
+        async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+            await runtime.start()
+            yield
+            await runtime.stop()
+
+        app.cleanup_ctx.append(runtime_ctx)
+
+    guarded = [
+        web.post("/-/reload", require_auth(reload_config)),
+        web.get("/api/v1/status", require_auth(status)),
+        web.get("/api/v1/deliveries", require_auth(_store_errors_as_503(deliveries))),
+        web.get("/api/v1/dead-letters", require_auth(_store_errors_as_503(dead_letters))),
+        web.delete("/api/v1/dead-letters", require_auth(_store_errors_as_503(purge_dead_letters))),
+        web.post(
+            "/api/v1/dead-letters/{id}/replay",
+            require_auth(_store_errors_as_503(replay_dead_letter)),
+        ),
+    ]
+    app.add_routes(
+        [
+            web.post("/api/v1/alerts", receive_alerts),
+            web.get("/-/healthy", healthy),
+            web.get("/-/ready", ready),
+            web.get("/metrics", metrics_handler(runtime)),
+            *guarded,
+        ]
+    )
+    return app
+
+
+def install_reload_signal(runtime: Runtime) -> None:
+    """SIGHUP reloads the config, as for Prometheus and Alertmanager."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload()))
