@@ -33,7 +33,7 @@ def _substitute(
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = env.get(name)
-        if value is None or (value == "" and default is not None):
+        if not value:  # unset or empty: a secret left blank is a mistake, not a value
             if default is not None:
                 return default
             if errors is None:  # placeholders wanted: the shape matters, not the secret

@@ -1,0 +1,295 @@
+"""One claimed job's journey: its channel's protection gates, one send, the outcome recorded.
+
+For a single attempt this module decides delivered / rescheduled with backoff /
+dead-lettered / handed back unattempted, writes that outcome to the store as a
+``DeliveryRecord`` and counts it in the metrics. It does not claim jobs, choose what runs
+next or bound concurrency (the dispatcher does), and it never retries in a loop: a retry
+is a job rescheduled in the store. Error texts are ``str()`` of our ``DeliveryError``s,
+which never hold a secret; an unexpected exception from a channel is logged here with its
+traceback and recorded only by its type name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from notifier.backoff import backoff_delay
+from notifier.channels.base import (
+    Channel,
+    DeliveryError,
+    FailureReason,
+    Receipt,
+    RetryableError,
+)
+from notifier.config import LoadedConfig
+from notifier.durations import format_duration
+from notifier.metrics import CIRCUIT_STATES, Metrics
+from notifier.protection import CircuitBreaker, RateLimiter
+from notifier.store.base import ClaimedJob, DeliveryRecord, Outcome, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+# Pauses between attempts to write an outcome while the store is unreachable. After the
+# last one the job stays leased and is delivered again when its lease expires.
+_STORE_PAUSES = (0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LaneSettings:
+    """What the config says about driving one channel, in seconds."""
+
+    timeout: float
+    initial_backoff: float
+    max_backoff: float
+    max_age: float
+    rate_limit: float | None
+    failure_threshold: int
+    reset_after: float
+
+    @classmethod
+    def from_config(cls, config: LoadedConfig, name: str) -> LaneSettings:
+        channel = config.config.channels[name]
+        retry = config.config.defaults.retry
+        return cls(
+            timeout=config.timeout(name).total_seconds(),
+            initial_backoff=retry.initial_backoff.total_seconds(),
+            max_backoff=retry.max_backoff.total_seconds(),
+            max_age=retry.max_age.total_seconds(),
+            rate_limit=channel.rate_limit,
+            failure_threshold=channel.circuit_breaker_failures,
+            reset_after=channel.circuit_breaker_reset.total_seconds(),
+        )
+
+
+class Lane:
+    """One configured channel as the dispatcher drives it: protection, settings, metric series.
+
+    Built anew on every config load; the breaker and limiter of a channel whose
+    protection settings did not change are carried over from ``previous``.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        settings: LaneSettings,
+        metrics: Metrics,
+        clock: Clock,
+        previous: Lane | None = None,
+    ) -> None:
+        self.channel = channel
+        self.settings = settings
+        self.breaker: CircuitBreaker
+        self.limiter: RateLimiter | None
+        self.last_reason: FailureReason  # of the channel's last retryable failure
+        if previous is not None and _same_protection(previous.settings, settings):
+            self.breaker, self.limiter = previous.breaker, previous.limiter
+            self.last_reason = previous.last_reason
+        else:
+            self.breaker = CircuitBreaker(settings.failure_threshold, settings.reset_after)
+            self.limiter = None if settings.rate_limit is None else RateLimiter(settings.rate_limit)
+            self.last_reason = FailureReason.OTHER
+        name, kind = channel.name, channel.type
+        breaker, limiter = self.breaker, self.limiter
+        # Read at scrape time, so the gauges are current without per-job work.
+
+        def utilisation() -> float:
+            return 0.0 if limiter is None else limiter.utilisation(clock())
+
+        metrics.circuit_state.labels(name, kind).set_function(lambda: CIRCUIT_STATES[breaker.state])
+        metrics.rate_limit_utilisation.labels(name, kind).set_function(utilisation)
+        self.delivered = metrics.notifications.labels(name, kind)
+        self.latency = metrics.notification_latency.labels(name, kind)
+        self.attempt_duration = metrics.attempt_duration.labels(name, kind)
+        self.attempts = metrics.attempts.labels(name, kind)
+        self.retries = metrics.retries.labels(name, kind)
+        self.failed = {
+            r: metrics.notifications_failed.labels(name, kind, r.value) for r in FailureReason
+        }
+        self.dead = {r: metrics.dead_lettered.labels(name, kind, r.value) for r in FailureReason}
+
+
+def _same_protection(a: LaneSettings, b: LaneSettings) -> bool:
+    return (a.rate_limit, a.failure_threshold, a.reset_after) == (
+        b.rate_limit,
+        b.failure_threshold,
+        b.reset_after,
+    )
+
+
+def _age(seconds: float) -> str:
+    return format_duration(timedelta(seconds=max(0.0, seconds)))
+
+
+class Deliverer:
+    """Runs one attempt of one claimed job and records its outcome; never raises but on cancel."""
+
+    def __init__(self, store: Store, metrics: Metrics, clock: Clock, rng: random.Random) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._rng = rng
+
+    async def run(self, job: ClaimedJob, lane: Lane | None) -> None:
+        if lane is None:
+            await self._orphan(job)
+            return
+        now = self._clock()
+        wait, reason = lane.breaker.allow(now), lane.last_reason
+        if not wait and lane.limiter is not None:
+            wait, reason = lane.limiter.reserve(now), FailureReason.RATE_LIMITED
+        if wait:
+            await self._hold_back(job, lane, now, wait, reason)
+            return
+        await self._attempt(job, lane)
+
+    async def _attempt(self, job: ClaimedJob, lane: Lane) -> None:
+        channel, timeout = lane.channel, lane.settings.timeout
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                receipt = await channel.send(job.notification)
+        except DeliveryError as exc:
+            error: DeliveryError = exc
+        except TimeoutError:
+            error = RetryableError(FailureReason.TIMEOUT, f"no answer within {_age(timeout)}")
+        except asyncio.CancelledError:
+            await self._hand_back(job)
+            raise
+        except Exception as exc:
+            log.exception(
+                "channel %s raised %s: a bug in the channel", channel.name, type(exc).__name__
+            )
+            error = RetryableError(FailureReason.OTHER, f"channel raised {type(exc).__name__}")
+        else:
+            await self._delivered(job, lane, receipt, time.perf_counter() - started)
+            return
+        await self._failed(job, lane, error, time.perf_counter() - started)
+
+    async def _delivered(self, job: ClaimedJob, lane: Lane, receipt: Receipt, took: float) -> None:
+        record = self._record(job, lane.channel.type, "delivered", None, receipt.detail, took)
+        lane.breaker.record_success()
+        lane.attempts.inc()
+        lane.attempt_duration.observe(took)
+        lane.delivered.inc()
+        lane.latency.observe(record.at - record.received_at)
+        log.debug("delivered job %s via %s", job.id, lane.channel.name)
+        await self._write(job.id, lambda: self._store.complete(record))
+
+    async def _failed(self, job: ClaimedJob, lane: Lane, error: DeliveryError, took: float) -> None:
+        lane.attempts.inc()
+        lane.attempt_duration.observe(took)
+        lane.failed[error.reason].inc()
+        name = lane.channel.name
+        if not error.retryable:
+            await self._dead(job, lane, error.reason, str(error), took)
+            return
+        now = self._clock()
+        lane.breaker.record_failure(now)
+        lane.last_reason = error.reason
+        attempts, settings = job.attempts + 1, lane.settings
+        delay = backoff_delay(
+            attempts, settings.initial_backoff, settings.max_backoff, error.retry_after, self._rng
+        )
+        if now + delay - job.enqueued_at > settings.max_age:
+            text = (
+                f"{error}; gave up after {attempts} attempt(s) over {_age(now - job.enqueued_at)}"
+                f" (retry.max_age {_age(settings.max_age)})"
+            )
+            await self._dead(job, lane, error.reason, text, took)
+            return
+        lane.retries.inc()
+        log.info("job %s via %s failed (%s); retry in %.1fs", job.id, name, error, delay)
+        record = self._record(job, lane.channel.type, "retry", error.reason, str(error), took)
+        await self._write(job.id, lambda: self._store.reschedule(record, not_before=now + delay))
+
+    async def _hold_back(
+        self, job: ClaimedJob, lane: Lane, now: float, wait: float, reason: FailureReason
+    ) -> None:
+        """Hand the job back unattempted (circuit open, rate limit), unless it would get too old."""
+        if now + wait - job.enqueued_at <= lane.settings.max_age:
+            await self._write(job.id, lambda: self._store.release(job.id, not_before=now + wait))
+            return
+        why = "rate limit" if reason is FailureReason.RATE_LIMITED else "open circuit"
+        text = (
+            f"{reason.value}: held back by the channel's {why}; gave up after {job.attempts}"
+            f" attempt(s) over {_age(now - job.enqueued_at)}"
+            f" (retry.max_age {_age(lane.settings.max_age)})"
+        )
+        await self._dead(job, lane, reason, text, 0.0)
+
+    async def _dead(
+        self, job: ClaimedJob, lane: Lane, reason: FailureReason, text: str, took: float
+    ) -> None:
+        lane.dead[reason].inc()
+        log.warning("job %s via %s dead-lettered: %s", job.id, lane.channel.name, text)
+        record = self._record(job, lane.channel.type, "dead", reason, text, took)
+        await self._write(job.id, lambda: self._store.dead_letter(record))
+
+    async def _hand_back(self, job: ClaimedJob) -> None:
+        """The send was cancelled (shutdown): the job is due again now, no attempt counted."""
+        try:
+            await self._store.release(job.id, not_before=self._clock())
+        except StoreUnavailable as exc:
+            log.warning("could not hand back job %s (%s); its lease will expire", job.id, exc)
+
+    async def _orphan(self, job: ClaimedJob) -> None:
+        """A job for a channel the current config no longer has: dead-letter it for replay."""
+        name = job.notification.channel
+        text = f"other: channel {name!r} is not configured (removed by a config reload?)"
+        self._metrics.dead_lettered.labels(name, "unknown", FailureReason.OTHER.value).inc()
+        log.warning("job %s dead-lettered: %s", job.id, text)
+        record = self._record(job, "unknown", "dead", FailureReason.OTHER, text, 0.0)
+        await self._write(job.id, lambda: self._store.dead_letter(record))
+
+    def _record(
+        self,
+        job: ClaimedJob,
+        channel_type: str,
+        outcome: Outcome,
+        reason: FailureReason | None,
+        text: str,
+        took: float,
+    ) -> DeliveryRecord:
+        n = job.notification
+        return DeliveryRecord(
+            job_id=n.job_id,
+            channel=n.channel,
+            channel_type=channel_type,
+            outcome=outcome,
+            reason=None if reason is None else reason.value,
+            error=text,
+            latency=took,
+            at=self._clock(),
+            received_at=n.received_at,
+            severity=n.severity,
+            status=n.status,
+            alerts=len(n.alerts),
+        )
+
+    async def _write(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
+        """One store write, retried while the store is briefly unreachable."""
+        for pause in (*_STORE_PAUSES, None):
+            try:
+                await write()
+                return
+            except StoreUnavailable as exc:
+                if pause is None:
+                    log.error(
+                        "store unavailable, outcome of job %s not recorded (%s); it stays leased"
+                        " and will be tried again when the lease expires",
+                        job_id,
+                        exc,
+                    )
+                    return
+                log.warning(
+                    "store unavailable recording job %s (%s); again in %.1fs", job_id, exc, pause
+                )
+                await asyncio.sleep(pause)

@@ -1,0 +1,193 @@
+"""The worker pool: claims due jobs from the store and delivers each, at most ``workers`` at once.
+
+Owns concurrency and lifecycle: one claim loop, woken at once by ``wake()`` after an
+enqueue and otherwise asleep until the store has work or the next job falls due;
+burst-mode ``drain()`` for tests; graceful ``stop()``; hot config reload; and one ``Lane``
+per channel (its circuit breaker and rate limiter). What happens to a single job is
+``notifier.delivery``'s business: this module never sends, renders or decides retries.
+
+A claim is a lease: a job whose worker dies, or whose outcome cannot be written, is
+claimed again when the lease expires. Delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+
+from notifier.channels.base import Channel
+from notifier.config import LoadedConfig
+from notifier.delivery import Clock, Deliverer, Lane, LaneSettings
+from notifier.metrics import Metrics
+from notifier.protection import CircuitState
+from notifier.store.base import ClaimedJob, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall due
+_NOTHING_DUE_FLOOR = 0.05  # when the store says "due now" yet hands out nothing
+_STORE_DOWN_PAUSE = (0.5, 5.0)  # first and longest pause between claims while the store is down
+_CANCEL_GRACE = 5.0  # for cancelled sends to hand their jobs back
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        config: LoadedConfig,
+        metrics: Metrics,
+        *,
+        clock: Clock = time.time,
+        workers: int | None = None,
+        lease: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._clock = clock
+        self._workers = workers if workers is not None else config.config.storage.workers
+        self._lease = lease if lease is not None else config.config.storage.lease.total_seconds()
+        if self._workers < 1 or self._lease <= 0:
+            raise ValueError("workers must be at least 1 and lease positive")
+        self._deliverer = Deliverer(store, metrics, clock, rng or random.Random())
+        self._lanes: dict[str, Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.replace_config(config, channels)
+
+    def replace_config(self, config: LoadedConfig, channels: Mapping[str, Channel]) -> None:
+        """Adopt a reloaded config and its channels; a kept channel keeps its protection state.
+
+        Jobs already running finish with the channel object they started with; closing
+        replaced channel objects is the caller's business.
+        """
+        unknown = sorted(set(channels) - set(config.config.channels))
+        if unknown:
+            raise ValueError(f"channels not in the config: {', '.join(unknown)}")
+        lanes = {}
+        for name, channel in channels.items():
+            old = self._lanes.get(name)
+            previous = old if old is not None and old.channel.type == channel.type else None
+            settings = LaneSettings.from_config(config, name)
+            lanes[name] = Lane(channel, settings, self._metrics, self._clock, previous)
+        for name, old in self._lanes.items():
+            if name not in lanes or lanes[name].channel.type != old.channel.type:
+                self._drop_gauges(old)
+        self._lanes = lanes
+
+    def circuit_states(self) -> dict[str, CircuitState]:
+        return {name: lane.breaker.state for name, lane in self._lanes.items()}
+
+    def wake(self) -> None:
+        """New work was enqueued: claim now instead of at the next timer."""
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="notifier-dispatcher")
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give running sends ``grace`` seconds, then cancel them.
+
+        A cancelled send hands its job back (due now) so a restart or another replica
+        takes it; a job cancelled while its outcome was being written keeps its lease.
+        """
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.wait({self._loop_task})
+            self._loop_task = None
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_CANCEL_GRACE)
+
+    async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (burst mode has a deadline)
+        """Burst mode: deliver until no job is due now and none is running, then return.
+
+        Jobs scheduled for later (retries, held back by protection) are left alone.
+        Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                free = self._workers - len(self._tasks)
+                if free > 0:
+                    self._spawn(await self._store.claim(free, self._lease, self._clock()))
+                if not self._tasks:
+                    return
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _run(self) -> None:
+        store_down = 0
+        while True:
+            self._wakeup.clear()
+            free = self._workers - len(self._tasks)
+            if free <= 0:
+                await self._wakeup.wait()  # set when a job finishes
+                continue
+            try:
+                jobs = await self._store.claim(free, self._lease, self._clock())
+            except StoreUnavailable as exc:
+                store_down += 1
+                first, longest = _STORE_DOWN_PAUSE
+                pause = min(first * 2 ** (store_down - 1), longest)
+                log.warning("store unavailable while claiming (%s); again in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
+                continue
+            store_down = 0
+            self._spawn(jobs)
+            if len(jobs) < free:
+                await self._idle(nothing_claimed=not jobs)
+
+    async def _idle(self, *, nothing_claimed: bool) -> None:
+        """Sleep until woken, until the store signals work, or until the next job falls due."""
+        try:
+            due = await self._store.next_due_at()
+        except StoreUnavailable:
+            due = None
+        delay = _IDLE_CAP if due is None else min(max(0.0, due - self._clock()), _IDLE_CAP)
+        if nothing_claimed:
+            delay = max(delay, _NOTHING_DUE_FLOOR)
+        if delay <= 0:
+            return
+        waiters = {
+            asyncio.ensure_future(self._wakeup.wait()),
+            asyncio.ensure_future(self._store_signal(delay)),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _store_signal(self, seconds: float) -> None:
+        with contextlib.suppress(StoreUnavailable):  # the claim that follows reports it
+            await self._store.wait_for_work(seconds)
+
+    def _spawn(self, jobs: Sequence[ClaimedJob]) -> None:
+        for job in jobs:
+            lane = self._lanes.get(job.notification.channel)
+            task = asyncio.create_task(self._deliverer.run(job, lane))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wakeup.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("delivery task failed unexpectedly", exc_info=exc)
+
+    def _drop_gauges(self, lane: Lane) -> None:
+        """Forget the scrape-time gauges of a channel that is gone (or changed type)."""
+        labels = (lane.channel.name, lane.channel.type)
+        for gauge in (self._metrics.circuit_state, self._metrics.rate_limit_utilisation):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)

@@ -1,0 +1,140 @@
+"""Per-channel protection: a token-bucket rate limiter and a circuit breaker (DESIGN §4).
+
+Both are pure state machines: every method takes the current time (unix seconds) as an
+argument, so they are driven by the dispatcher's injected clock and tested with tables.
+They decide *whether and when* a channel may be tried; they never sleep, send, touch
+the store or export metrics (the dispatcher reads ``state`` and ``utilisation``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+# Token arithmetic in floats drifts (3 tokens/s refilled over 1/3 s is 0.9999...).
+_EPSILON = 1e-9
+_WINDOW = 60  # seconds of history behind ``utilisation``
+
+
+class RateLimiter:
+    """A token bucket: ``rate_per_second`` tokens a second, at most ``burst`` saved up.
+
+    The bucket starts full. ``reserve`` takes a token when one is there; otherwise it
+    says how long this caller should stay away. Callers turned away are spaced one
+    token apart (the second one told to come back waits one interval longer than the
+    first), so deferred jobs return one by one instead of all at the same instant.
+    """
+
+    def __init__(self, rate_per_second: float, burst: int = 1) -> None:
+        if not rate_per_second > 0 or not math.isfinite(rate_per_second):
+            raise ValueError(f"rate_per_second must be a positive number, got {rate_per_second!r}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst!r}")
+        self.rate = rate_per_second
+        self.burst = burst
+        self._interval = 1.0 / rate_per_second
+        self._tokens = float(burst)
+        self._updated: float | None = None
+        self._next_deferred = -math.inf  # when the next turned-away caller may come back
+        self._granted_at_second = [-1] * _WINDOW  # ring of per-second grant counts
+        self._granted = [0] * _WINDOW
+
+    def reserve(self, now: float) -> float:
+        """0 when a token was taken for this caller; else seconds until it should try again."""
+        self._refill(now)
+        if self._tokens >= 1.0 - _EPSILON:
+            self._tokens = max(0.0, self._tokens - 1.0)
+            self._count_grant(now)
+            return 0.0
+        come_back = max(now + (1.0 - self._tokens) * self._interval, self._next_deferred)
+        self._next_deferred = come_back + self._interval
+        return come_back - now
+
+    def utilisation(self, now: float) -> float:
+        """Share of the limit used over the last 60 s (0 to 1)."""
+        second = math.floor(now)
+        used = sum(
+            count
+            for stamp, count in zip(self._granted_at_second, self._granted, strict=True)
+            if second - _WINDOW < stamp <= second
+        )
+        return min(1.0, used / (self.rate * _WINDOW))
+
+    def _refill(self, now: float) -> None:
+        if self._updated is not None and now > self._updated:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+        if self._updated is None or now > self._updated:
+            self._updated = now
+
+    def _count_grant(self, now: float) -> None:
+        second = math.floor(now)
+        slot = second % _WINDOW
+        if self._granted_at_second[slot] != second:
+            self._granted_at_second[slot] = second
+            self._granted[slot] = 0
+        self._granted[slot] += 1
+
+
+class CircuitBreaker:
+    """Closed, then open after ``failure_threshold`` consecutive failures, then half-open.
+
+    Open rejects every caller until ``reset_after`` has passed; then half-open lets
+    exactly one trial through: its success closes the circuit, its failure opens it
+    again for another ``reset_after``. A trial that never reports back (its
+    worker was cancelled) is given up after ``reset_after`` and another one is allowed.
+    While a trial is out, other callers are told to come back in ``recheck`` seconds, so
+    they follow soon after a successful trial. Only retryable failures should be
+    recorded: a permanent error says the peer is up and refused this one message.
+    """
+
+    def __init__(self, failure_threshold: int, reset_after: float, recheck: float = 1.0) -> None:
+        if failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be at least 1, got {failure_threshold!r}")
+        if reset_after <= 0 or recheck <= 0:
+            raise ValueError("reset_after and recheck must be positive")
+        self.failure_threshold = failure_threshold
+        self.reset_after = reset_after
+        self.recheck = recheck
+        self._state: CircuitState = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial_started: float | None = None
+
+    @property
+    def state(self) -> CircuitState:
+        return self._state
+
+    def allow(self, now: float) -> float:
+        """0 when the caller may try now; else seconds until it may try again."""
+        if self._state == "closed":
+            return 0.0
+        if self._state == "open":
+            reopen = self._opened_at + self.reset_after
+            if now < reopen:
+                return reopen - now
+            self._state = "half_open"
+        trial_expires = (
+            None if self._trial_started is None else self._trial_started + self.reset_after
+        )
+        if trial_expires is not None and now < trial_expires:
+            return min(self.recheck, trial_expires - now)
+        self._trial_started = now
+        return 0.0
+
+    def record_success(self) -> None:
+        """The peer took a message: close the circuit and forget past failures."""
+        self._state = "closed"
+        self._failures = 0
+        self._trial_started = None
+
+    def record_failure(self, now: float) -> None:
+        """Count a retryable failure; open at the threshold, or at once after a failed trial."""
+        if self._state == "open":
+            return  # a send that started before the circuit opened; it is open already
+        self._failures += 1
+        if self._state == "half_open" or self._failures >= self.failure_threshold:
+            self._state = "open"
+            self._opened_at = now
+            self._trial_started = None

@@ -1,0 +1,407 @@
+"""The dispatcher with real parts: MemoryStore, RecordingChannels, a manual clock, real metrics.
+
+Store time is the manual clock, so retries and rate limits are exact; ``drain()`` runs
+the pool until nothing is due now, then the test moves the clock. Only send timeouts
+(``asyncio.timeout``) run on real time, kept to a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from notifier.channels.base import FailureReason, PermanentError, RetryableError
+from notifier.config import LoadedConfig
+from notifier.dedup import plan_notifications
+from notifier.dispatcher import Dispatcher
+from notifier.metrics import Metrics
+from notifier.payload import WebhookPayload
+from notifier.store.base import StoreUnavailable
+from notifier.store.memory import MemoryStore
+from notifier.testing import ManualClock, RecordingChannel, config_for_tests, make_payload
+
+
+def everything_to(*channels: str) -> list[dict[str, Any]]:
+    return [{"name": "all", "channels": list(channels)}]
+
+
+class Harness:
+    """One dispatcher over a MemoryStore, driven by a manual clock."""
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        channels: Iterable[RecordingChannel],
+        *,
+        workers: int = 4,
+        store: MemoryStore | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = ManualClock()
+        self.store = store or MemoryStore()
+        self.metrics = Metrics()
+        self.channels = {c.name: c for c in channels}
+        self.dispatcher = Dispatcher(
+            self.store,
+            self.channels,
+            config,
+            self.metrics,
+            clock=self.clock,
+            workers=workers,
+            rng=random.Random(1),
+        )
+        self._ids = itertools.count(1)
+
+    async def post(self, payload: WebhookPayload) -> tuple[str, ...]:
+        now = self.clock()
+        jobs = plan_notifications(payload, self.config, now, lambda: f"job-{next(self._ids)}")
+        result = await self.store.enqueue(jobs, now)
+        return result.enqueued
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    async def outcomes(self, channel: str) -> list[str]:
+        """The channel's attempts, oldest first."""
+        records = await self.store.deliveries(limit=1000)
+        return [r.outcome for r in reversed(records) if r.channel == channel]
+
+    async def run_until(self, done: Any, step: float, limit: int = 50) -> None:
+        """Drain, then move the clock by ``step``, until ``done()`` (at most ``limit`` times)."""
+        for _ in range(limit):
+            await self.dispatcher.drain()
+            if done():
+                return
+            self.clock.advance(step)
+        raise AssertionError(f"not done after {limit} steps of {step}s")
+
+
+async def test_delivery_is_recorded_and_counted() -> None:
+    channel = RecordingChannel("hook")
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel])
+    await h.post(make_payload(n=3))
+    h.clock.advance(0.25)
+
+    await h.dispatcher.drain()
+
+    assert [len(n.alerts) for n in channel.sent] == [3]
+    [record] = await h.store.deliveries()
+    assert (record.channel, record.channel_type, record.outcome) == ("hook", "webhook", "delivered")
+    assert record.reason is None
+    assert record.at - record.received_at == pytest.approx(0.25)
+    assert (record.severity, record.status, record.alerts) == ("critical", "firing", 3)
+    labels = {"channel": "hook", "type": "webhook"}
+    assert h.metric("notifier_notifications_total", **labels) == 1
+    assert h.metric("notifier_notification_attempts_total", **labels) == 1
+    assert h.metric("notifier_notification_latency_seconds_count", **labels) == 1
+    assert h.metric("notifier_notification_latency_seconds_sum", **labels) == pytest.approx(0.25)
+    assert h.metric("notifier_notification_attempt_duration_seconds_count", **labels) == 1
+    stats = await h.store.stats(h.clock())
+    assert (stats.queued, stats.in_flight, stats.dead_letters) == (0, 0, 0)
+
+
+async def test_rate_limited_twice_then_delivered_after_retry_after() -> None:
+    limited = RetryableError(FailureReason.RATE_LIMITED, "429 Too Many Requests", retry_after=1.0)
+    channel = RecordingChannel("hook", outcomes=[limited, limited])
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel])
+    await h.post(make_payload())
+    start = h.clock()
+
+    await h.run_until(lambda: channel.sent, step=0.25)
+
+    assert len(channel.calls) == 3
+    assert len(channel.sent) == 1
+    records = list(reversed(await h.store.deliveries()))
+    assert [r.outcome for r in records] == ["retry", "retry", "delivered"]
+    assert all(b.at - a.at >= 1.0 for a, b in itertools.pairwise(records))
+    assert records[-1].at - start >= 2.0
+    assert h.metric("notifier_notification_retries_total", channel="hook", type="webhook") == 2
+    failed = h.metric(
+        "notifier_notifications_failed_total", channel="hook", type="webhook", reason="rate_limited"
+    )
+    assert failed == 2
+
+
+async def test_server_error_then_delivered() -> None:
+    channel = RecordingChannel(
+        "hook", outcomes=[RetryableError(FailureReason.SERVER_ERROR, "503 Service Unavailable")]
+    )
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel])
+    await h.post(make_payload())
+
+    await h.dispatcher.drain()
+    assert await h.outcomes("hook") == ["retry"]
+    assert channel.sent == []
+
+    # initial_backoff is 1s and jitter is full: the retry is due within a second.
+    h.clock.advance(1.0)
+    await h.dispatcher.drain()
+
+    assert await h.outcomes("hook") == ["retry", "delivered"]
+    assert len(channel.sent) == 1
+    [first, _] = reversed(await h.store.deliveries())
+    assert (first.reason, first.error) == ("server_error", "server_error: 503 Service Unavailable")
+
+
+async def test_permanent_error_dead_letters_at_once_and_other_channels_deliver() -> None:
+    refused = PermanentError(FailureReason.CLIENT_ERROR, "400 Bad Request: unknown field")
+    bad = RecordingChannel("bad", outcomes=[refused])
+    good = RecordingChannel("good", "slack")
+    config = config_for_tests(
+        {"bad": {"circuit_breaker_failures": 1}, "good": {}}, everything_to("bad", "good")
+    )
+    h = Harness(config, [bad, good])
+    await h.post(make_payload(n=2))
+
+    await h.dispatcher.drain()
+
+    assert len(good.sent) == 1
+    assert bad.sent == []
+    [dead] = await h.store.dead_letters()
+    assert (dead.channel, dead.reason, dead.attempts) == ("bad", "client_error", 1)
+    assert dead.error == "client_error: 400 Bad Request: unknown field"
+    assert await h.outcomes("bad") == ["dead"]
+    labels = {"channel": "bad", "type": "webhook", "reason": "client_error"}
+    assert h.metric("notifier_dead_letters_total", **labels) == 1
+    assert h.metric("notifier_notifications_failed_total", **labels) == 1
+    # A refusal says the peer is up: even at threshold 1 the circuit stays closed.
+    assert h.dispatcher.circuit_states() == {"bad": "closed", "good": "closed"}
+
+
+async def test_replayed_dead_letter_is_delivered() -> None:
+    channel = RecordingChannel(
+        "hook", outcomes=[PermanentError(FailureReason.AUTH, "401 Unauthorized")]
+    )
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel])
+    [job_id] = await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert [d.id for d in await h.store.dead_letters()] == [job_id]
+
+    assert await h.store.replay(job_id, h.clock())
+    await h.dispatcher.drain()
+
+    assert [n.job_id for n in channel.sent] == [job_id]
+    assert await h.store.dead_letters() == []
+
+
+async def test_gives_up_after_max_age() -> None:
+    failing = [RetryableError(FailureReason.CONNECTION, "connection refused")] * 100
+    channel = RecordingChannel("hook", outcomes=failing)
+    retry = {"initial_backoff": "1s", "max_backoff": "4s", "max_age": "20s"}
+    config = config_for_tests(
+        {"hook": {"circuit_breaker_failures": 1000}},
+        everything_to("hook"),
+        defaults={"retry": retry},
+    )
+    h = Harness(config, [channel])
+    await h.post(make_payload())
+    start = h.clock()
+
+    async def dead_letters() -> int:
+        return len(await h.store.dead_letters())
+
+    for _ in range(100):
+        await h.dispatcher.drain()
+        if await dead_letters():
+            break
+        h.clock.advance(0.5)
+
+    [dead] = await h.store.dead_letters()
+    assert dead.reason == "connection"
+    assert "gave up after" in dead.error and "retry.max_age 20s" in dead.error
+    assert dead.attempts == len(channel.calls) > 1
+    outcomes = await h.outcomes("hook")
+    assert outcomes == ["retry"] * (len(outcomes) - 1) + ["dead"]
+    # It gave up when the next retry would have fallen past max_age, not later.
+    assert h.clock() - start <= 20.0
+
+
+async def test_hung_channel_opens_its_circuit_and_does_not_hold_up_others() -> None:
+    dead = RecordingChannel("dead", delay=float("inf"))
+    ok = RecordingChannel("ok")
+    config = config_for_tests(
+        {"dead": {"timeout": "200ms", "circuit_breaker_failures": 2}, "ok": {}},
+        [
+            {"name": "probe", "matchers": ['alertname="Probe"'], "channels": ["dead"]},
+            {"name": "all", "channels": ["dead", "ok"]},
+        ],
+    )
+    h = Harness(config, [dead, ok], workers=4)
+
+    # Two sends time out: the circuit opens.
+    await h.post(make_payload(alertname="Probe", n=1))
+    await h.post(make_payload(alertname="Probe", n=1, severity="warning"))
+    await h.dispatcher.drain()
+    assert len(dead.calls) == 2
+    assert await h.outcomes("dead") == ["retry", "retry"]
+    assert h.dispatcher.circuit_states()["dead"] == "open"
+    assert h.metric("notifier_circuit_breaker_state", channel="dead", type="webhook") == 2
+    timeouts = h.metric(
+        "notifier_notifications_failed_total", channel="dead", type="webhook", reason="timeout"
+    )
+    assert timeouts == 2
+
+    # While it is open, a storm for both channels reaches the healthy one at once.
+    for index in range(20):
+        await h.post(make_payload(alertname=f"Storm{index}"))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await h.dispatcher.drain()
+    took = loop.time() - began
+
+    assert len(ok.sent) == 20
+    assert len(dead.calls) == 2  # its jobs were handed back, not sent
+    assert took < 0.2  # no healthy delivery waited on a dead send (200ms timeout)
+    stats = await h.store.stats(h.clock())
+    assert stats.queued == 22 and stats.dead_letters == 0
+
+
+async def test_rate_limited_channel_is_paced_and_others_are_not() -> None:
+    slow = RecordingChannel("slow", "slack")
+    fast = RecordingChannel("fast")
+    config = config_for_tests(
+        {"slow": {"rate_limit": 1.0}, "fast": {}}, everything_to("slow", "fast")
+    )
+    h = Harness(config, [slow, fast])
+    for index in range(3):
+        await h.post(make_payload(alertname=f"Alert{index}"))
+    start = h.clock()
+
+    await h.dispatcher.drain()
+    assert (len(fast.sent), len(slow.sent)) == (3, 1)
+
+    await h.run_until(lambda: len(slow.sent) == 3, step=0.25)
+
+    assert h.clock() - start >= 2.0
+    times = [r.at for r in reversed(await h.store.deliveries(limit=100)) if r.channel == "slow"]
+    assert len(times) == 3 and all(b - a >= 1.0 for a, b in itertools.pairwise(times))
+    assert await h.outcomes("slow") == ["delivered"] * 3  # held back, never failed
+    utilisation = h.metric("notifier_rate_limit_utilisation_ratio", channel="slow", type="slack")
+    assert utilisation == pytest.approx(3 / 60)
+
+
+async def test_stop_hands_in_flight_jobs_back() -> None:
+    hung = RecordingChannel("hook", delay=float("inf"))
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [hung])
+    await h.dispatcher.start()
+    [job_id] = await h.post(make_payload())
+    h.dispatcher.wake()
+    await hung.wait_for_calls(1)
+
+    await h.dispatcher.stop(grace=0.05)
+
+    [again] = await h.store.claim(10, lease=60, now=h.clock())
+    assert (again.id, again.attempts) == (job_id, 0)
+    assert await h.store.deliveries() == []
+
+
+async def test_stop_lets_sends_finish_within_grace() -> None:
+    slowish = RecordingChannel("hook", delay=0.05)
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [slowish])
+    await h.dispatcher.start()
+    await h.post(make_payload())
+    h.dispatcher.wake()
+    await slowish.wait_for_calls(1)
+
+    await h.dispatcher.stop(grace=5.0)
+
+    assert len(slowish.sent) == 1
+    assert await h.outcomes("hook") == ["delivered"]
+    assert await h.store.claim(10, lease=60, now=h.clock()) == []
+
+
+async def test_wake_delivers_without_waiting_for_the_poll() -> None:
+    channel = RecordingChannel("hook")
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel])
+    await h.dispatcher.start()
+    try:
+        await asyncio.sleep(0)  # let the loop find the queue empty and go idle (1s nap)
+        await h.post(make_payload())
+        h.dispatcher.wake()
+        await channel.wait_for_deliveries(1, timeout=0.5)
+    finally:
+        await h.dispatcher.stop(grace=1.0)
+    assert len(channel.sent) == 1
+
+
+async def test_job_for_a_channel_removed_by_reload_is_dead_lettered() -> None:
+    kept = RecordingChannel("kept", outcomes=[RetryableError(FailureReason.SERVER_ERROR, "502")])
+    gone = RecordingChannel("gone")
+    routes = everything_to("kept", "gone")
+    settings = {"kept": {"circuit_breaker_failures": 1}, "gone": {}}
+    h = Harness(config_for_tests(settings, routes), [kept, gone])
+    await h.post(make_payload(alertname="First"))
+    await h.dispatcher.drain()
+    assert h.dispatcher.circuit_states()["kept"] == "open"
+    await h.post(make_payload(alertname="Second"))
+
+    reloaded = config_for_tests({"kept": {"circuit_breaker_failures": 1}}, everything_to("kept"))
+    h.dispatcher.replace_config(reloaded, {"kept": kept})
+    await h.dispatcher.drain()
+
+    [dead] = await h.store.dead_letters()
+    assert (dead.channel, dead.reason) == ("gone", "other")
+    assert "'gone' is not configured" in dead.error
+    assert len(gone.calls) == 1  # only the first payload, before the reload
+    # The kept channel's protection survived the reload: its circuit is still open.
+    assert h.dispatcher.circuit_states() == {"kept": "open"}
+
+
+async def test_a_bug_in_a_channel_is_retried_and_logged_without_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    buggy = RecordingChannel("hook", outcomes=[KeyError("token=xoxb-secret")])
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [buggy])
+    await h.post(make_payload())
+
+    with caplog.at_level(logging.ERROR, logger="notifier.delivery"):
+        await h.dispatcher.drain()
+
+    [record] = await h.store.deliveries()
+    assert (record.outcome, record.reason) == ("retry", "other")
+    assert record.error == "other: channel raised KeyError"
+    assert [r.exc_info is not None for r in caplog.records] == [True]
+    h.clock.advance(1.0)
+    await h.dispatcher.drain()
+    assert len(buggy.sent) == 1
+
+
+class _StoreDownAtFirst(MemoryStore):
+    """A MemoryStore whose first ``claim``s fail, as a store that is briefly unreachable."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim(self, limit: int, lease: float, now: float) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("database is locked")
+        return await super().claim(limit, lease, now)
+
+
+async def test_claim_loop_survives_an_unavailable_store() -> None:
+    channel = RecordingChannel("hook")
+    store = _StoreDownAtFirst(failures=1)
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    try:
+        await channel.wait_for_deliveries(1, timeout=3.0)
+    finally:
+        await h.dispatcher.stop(grace=1.0)
+    assert store.failures == 0
+    assert len(channel.sent) == 1
+
+
+def test_channels_must_be_in_the_config() -> None:
+    config = config_for_tests({"hook": {}}, everything_to("hook"))
+    stray = RecordingChannel("stray")
+    with pytest.raises(ValueError, match="stray"):
+        Dispatcher(MemoryStore(), {"stray": stray}, config, Metrics())

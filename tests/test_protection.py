@@ -1,0 +1,236 @@
+"""Tables for the pure protection parts: token bucket, circuit breaker, backoff with full jitter."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import pytest
+
+from notifier.backoff import backoff_delay
+from notifier.protection import CircuitBreaker, RateLimiter
+
+# --- rate limiter -----------------------------------------------------------------------
+
+# (rate, burst, [(now, expected seconds to wait; 0 = token taken)])
+RESERVE_TABLE = [
+    pytest.param(1.0, 1, [(0, 0), (0.5, 0.5), (1, 0), (2, 0)], id="one-a-second"),
+    # Callers turned away at the same instant are spaced one token apart.
+    pytest.param(1.0, 1, [(0, 0), (0, 1), (0, 2), (0, 3)], id="deferred-callers-spread"),
+    # A deferred caller coming back at its time gets the token; a newcomer queues behind.
+    pytest.param(1.0, 1, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2)], id="come-back-on-time"),
+    pytest.param(2.0, 3, [(0, 0), (0, 0), (0, 0), (0, 0.5), (0.5, 0), (0.5, 0.5)], id="burst"),
+    # The bucket never holds more than ``burst``, however long it was idle.
+    pytest.param(1.0, 2, [(0, 0), (0, 0), (100, 0), (100, 0), (100, 1)], id="burst-cap"),
+    # 1/3 s of refill at 3/s is 0.999... in floats: still a whole token.
+    pytest.param(3.0, 1, [(0, 0), (1 / 3, 0), (2 / 3, 0), (1.0, 0)], id="float-drift"),
+    # A clock that steps back refills nothing.
+    pytest.param(1.0, 1, [(10, 0), (9, 1)], id="clock-backwards"),
+]
+
+
+@pytest.mark.parametrize(("rate", "burst", "steps"), RESERVE_TABLE)
+def test_reserve(rate: float, burst: int, steps: list[tuple[float, float]]) -> None:
+    limiter = RateLimiter(rate, burst)
+    got = [limiter.reserve(now) for now, _ in steps]
+    assert got == pytest.approx([wait for _, wait in steps])
+
+
+# (rate, burst, grant times, now, expected utilisation)
+UTILISATION_TABLE = [
+    pytest.param(1.0, 1, [], 0.0, 0.0, id="unused"),
+    pytest.param(1.0, 1, range(30), 29.5, 0.5, id="half-the-minute"),
+    pytest.param(1.0, 1, range(60), 59.0, 1.0, id="full"),
+    pytest.param(1.0, 1, range(60), 89.0, 0.5, id="window-slides"),
+    pytest.param(1.0, 1, range(60), 200.0, 0.0, id="all-old"),
+    pytest.param(10.0, 10, [0.0] * 10, 0.0, 10 / 600, id="burst-counts-grants"),
+    pytest.param(0.01, 5, [0.0] * 5, 1.0, 1.0, id="capped-at-one"),
+]
+
+
+@pytest.mark.parametrize(("rate", "burst", "grants", "now", "expected"), UTILISATION_TABLE)
+def test_utilisation(
+    rate: float, burst: int, grants: list[float], now: float, expected: float
+) -> None:
+    limiter = RateLimiter(rate, burst)
+    for at in grants:
+        assert limiter.reserve(at) == 0
+    assert limiter.utilisation(now) == pytest.approx(expected)
+
+
+def test_turned_away_callers_do_not_count_as_used() -> None:
+    limiter = RateLimiter(1.0)
+    assert limiter.reserve(0) == 0
+    assert limiter.reserve(0) > 0
+    assert limiter.utilisation(0) == pytest.approx(1 / 60)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (math.inf, 1), (math.nan, 1), (1, 0)])
+def test_rate_limiter_rejects_bad_settings(rate: float, burst: int) -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(rate, burst)
+
+
+# --- circuit breaker --------------------------------------------------------------------
+
+# Steps: (operation, now, expected wait from ``allow``, state afterwards).
+Step = tuple[str, float | None, float | None, str]
+BREAKER_TABLE = [
+    pytest.param(
+        3,
+        10,
+        [
+            ("fail", 0, None, "closed"),
+            ("fail", 1, None, "closed"),
+            ("allow", 1.5, 0, "closed"),
+            ("fail", 2, None, "open"),
+            ("allow", 5, 7, "open"),
+            ("allow", 12, 0, "half_open"),  # the one trial
+            ("allow", 12.5, 1, "half_open"),  # others: come back in `recheck`
+            ("ok", None, None, "closed"),
+            ("allow", 13, 0, "closed"),
+        ],
+        id="opens-at-threshold-trial-closes",
+    ),
+    pytest.param(
+        1,
+        10,
+        [
+            ("fail", 0, None, "open"),
+            ("allow", 10, 0, "half_open"),
+            ("fail", 10.5, None, "open"),  # a failed trial re-opens for a full reset_after
+            ("allow", 11, 9.5, "open"),
+            ("allow", 20.5, 0, "half_open"),
+        ],
+        id="failed-trial-reopens",
+    ),
+    pytest.param(
+        3,
+        10,
+        [
+            ("fail", 0, None, "closed"),
+            ("fail", 1, None, "closed"),
+            ("ok", None, None, "closed"),
+            ("fail", 2, None, "closed"),
+            ("fail", 3, None, "closed"),
+            ("fail", 4, None, "open"),
+        ],
+        id="success-resets-the-count",
+    ),
+    pytest.param(
+        1,
+        10,
+        [
+            ("fail", 0, None, "open"),
+            ("allow", 10, 0, "half_open"),
+            ("allow", 15, 1, "half_open"),
+            ("allow", 19.5, 0.5, "half_open"),
+            ("allow", 20, 0, "half_open"),  # the first trial never reported: a new one
+        ],
+        id="lost-trial-expires",
+    ),
+    pytest.param(
+        1,
+        10,
+        [
+            ("fail", 0, None, "open"),
+            ("fail", 5, None, "open"),  # a late failure does not push the reopening back
+            ("allow", 10, 0, "half_open"),
+        ],
+        id="late-failure-while-open",
+    ),
+]
+
+
+@pytest.mark.parametrize(("threshold", "reset_after", "steps"), BREAKER_TABLE)
+def test_circuit_breaker(threshold: int, reset_after: float, steps: list[Step]) -> None:
+    breaker = CircuitBreaker(threshold, reset_after, recheck=1.0)
+    for index, (operation, now, wait, state) in enumerate(steps):
+        if operation == "allow":
+            assert now is not None
+            assert breaker.allow(now) == pytest.approx(wait), f"step {index}"
+        elif operation == "fail":
+            assert now is not None
+            breaker.record_failure(now)
+        else:
+            breaker.record_success()
+        assert breaker.state == state, f"step {index}"
+
+
+@pytest.mark.parametrize(
+    ("threshold", "reset_after", "recheck"), [(0, 10, 1), (1, 0, 1), (1, 10, 0)]
+)
+def test_circuit_breaker_rejects_bad_settings(
+    threshold: int, reset_after: float, recheck: float
+) -> None:
+    with pytest.raises(ValueError):
+        CircuitBreaker(threshold, reset_after, recheck)
+
+
+# --- backoff ----------------------------------------------------------------------------
+
+
+class _Top(random.Random):
+    """Always draws the top of the range: shows the exponential ceiling."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+class _Bottom(random.Random):
+    """Always draws the bottom of the range: shows the jitter reaches zero."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
+
+
+# (attempt, initial, maximum, retry_after, rng, expected)
+BACKOFF_TABLE = [
+    pytest.param(1, 1.0, 300.0, None, _Top(), 1.0, id="first-retry-ceiling-is-initial"),
+    pytest.param(2, 1.0, 300.0, None, _Top(), 2.0, id="doubles"),
+    pytest.param(5, 1.0, 300.0, None, _Top(), 16.0, id="exponential"),
+    pytest.param(5, 0.5, 300.0, None, _Top(), 8.0, id="scaled-by-initial"),
+    pytest.param(12, 1.0, 300.0, None, _Top(), 300.0, id="capped-at-maximum"),
+    pytest.param(10_000, 1.0, 300.0, None, _Top(), 300.0, id="huge-attempt-no-overflow"),
+    pytest.param(5, 1.0, 300.0, None, _Bottom(), 0.0, id="full-jitter-reaches-zero"),
+    pytest.param(1, 1.0, 300.0, 30.0, _Top(), 30.0, id="retry-after-longer"),
+    pytest.param(3, 1.0, 300.0, 0.5, _Top(), 4.0, id="retry-after-shorter"),
+    pytest.param(3, 1.0, 300.0, 2.0, _Bottom(), 2.0, id="never-before-retry-after"),
+    pytest.param(1, 1.0, 300.0, 600.0, _Top(), 600.0, id="retry-after-beyond-maximum"),
+]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "initial", "maximum", "retry_after", "rng", "expected"), BACKOFF_TABLE
+)
+def test_backoff_delay(
+    attempt: int,
+    initial: float,
+    maximum: float,
+    retry_after: float | None,
+    rng: random.Random,
+    expected: float,
+) -> None:
+    assert backoff_delay(attempt, initial, maximum, retry_after, rng) == pytest.approx(expected)
+
+
+def test_backoff_is_full_jitter() -> None:
+    """Uniform over [0, ceiling]: not "equal jitter" (which never goes below half)."""
+    rng = random.Random(7)
+    delays = [backoff_delay(3, 1.0, 300.0, None, rng) for _ in range(2000)]
+    assert all(0.0 <= d <= 4.0 for d in delays)
+    assert min(delays) < 0.1
+    assert max(delays) > 3.9
+    assert statistics.mean(delays) == pytest.approx(2.0, abs=0.15)
+
+
+def test_backoff_is_reproducible_with_a_seeded_rng() -> None:
+    first = [backoff_delay(n, 1.0, 60.0, None, random.Random(1)) for n in range(1, 8)]
+    again = [backoff_delay(n, 1.0, 60.0, None, random.Random(1)) for n in range(1, 8)]
+    assert first == again
+
+
+def test_backoff_counts_attempts_from_one() -> None:
+    with pytest.raises(ValueError):
+        backoff_delay(0, 1.0, 60.0, None, random.Random(1))
