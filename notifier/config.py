@@ -85,7 +85,7 @@ class ServerConfig(Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+        _, sep, port = value.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"listen must be HOST:PORT, got {value!r}")
         return value
@@ -141,6 +141,8 @@ class EmailChannel(ChannelBase):
     host: str
     port: int = Field(default=587, gt=0, le=65535)
     security: Literal["none", "starttls", "tls"] = "starttls"
+    # PEM CA certificates to trust instead of the system's; usually given as ``ca_file``.
+    ca: str | None = None
     username: str | None = None
     password: SecretStr | None = None
     from_: str = Field(alias="from")
@@ -218,6 +220,19 @@ class Config(Model):
     channels: dict[str, ChannelConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
     default_channels: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _attempts_fit_in_the_lease(self) -> Config:
+        # A send that outlives its lease lets another worker take the job: a duplicate.
+        lease = self.storage.lease
+        for name, channel in self.channels.items():
+            timeout = channel.timeout or self.defaults.timeout
+            if timeout >= lease:
+                raise ValueError(
+                    f"channels.{name}.timeout ({timeout.total_seconds():g}s) must be shorter"
+                    f" than storage.lease ({lease.total_seconds():g}s)"
+                )
+        return self
 
 
 class ConfigError(Exception):
@@ -310,7 +325,9 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
                 problems.append(f"routes[{index}].matchers[{m_index}]: {exc}")
         for c_index, channel in enumerate(route.get("channels") or []):
             if isinstance(channel, str) and channel not in channels:
-                problems.append(f"routes[{index}].channels[{c_index}]: undefined channel {channel!r}")
+                problems.append(
+                    f"routes[{index}].channels[{c_index}]: undefined channel {channel!r}"
+                )
     for index, channel in enumerate(raw.get("default_channels") or []):
         if isinstance(channel, str) and channel not in channels:
             problems.append(f"default_channels[{index}]: undefined channel {channel!r}")
@@ -341,7 +358,7 @@ def _build_routes(config: Config) -> tuple[Route, ...]:
 def parse_config(
     text: str, path: Path, env: Mapping[str, str], *, placeholders: bool = False
 ) -> LoadedConfig:
-    """Validate config ``text`` as if read from ``path``; raise ``ConfigError`` listing all problems.
+    """Validate config ``text`` as if read from ``path``; raise ``ConfigError`` with every problem.
 
     ``placeholders`` lets unset ``${VAR}`` and unreadable ``*_file`` secrets through as
     ``<NAME>``: for commands that need the config's shape but not its secrets.
@@ -358,7 +375,9 @@ def parse_config(
     base_dir = path.resolve().parent
     problems: list[str] = []
     raw = interpolate(raw, env, base_dir, problems, placeholders=placeholders)
-    templates_dir = base_dir / str(raw.get("templates_dir", Config.model_fields["templates_dir"].default))
+    templates_dir = base_dir / str(
+        raw.get("templates_dir", Config.model_fields["templates_dir"].default)
+    )
     config = None
     try:
         config = Config.model_validate(raw)
@@ -366,7 +385,9 @@ def parse_config(
         # A value emptied by an unset variable fails validation too: say it once.
         unset = [p.partition(":")[0] for p in problems]
         problems.extend(
-            p for p in _pydantic_problems(exc) if not any(u.startswith(p.partition(":")[0]) for u in unset)
+            p
+            for p in _pydantic_problems(exc)
+            if not any(u.startswith(p.partition(":")[0]) for u in unset)
         )
     problems.extend(_cross_check(raw, templates_dir))
     if problems or config is None:

@@ -1,4 +1,5 @@
-"""Prometheus-style durations (``500ms``, ``30s``, ``1h30m``, ``2d``), as Alertmanager writes them."""
+"""Prometheus-style durations (``500ms``, ``30s``, ``1h30m``, ``2d``), as Alertmanager
+writes them."""
 
 from __future__ import annotations
 

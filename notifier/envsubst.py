@@ -95,7 +95,9 @@ def interpolate(
                 continue
             file_name = interpolate(value, env, base_dir, errors, child, placeholders=placeholders)
             secret = (
-                f"<{key}>" if placeholders else _read_secret_file(file_name, base_dir, child, errors)
+                f"<{key}>"
+                if placeholders
+                else _read_secret_file(file_name, base_dir, child, errors)
             )
             if secret is not None:
                 result[twin] = secret

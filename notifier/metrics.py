@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from notifier import __version__
 from notifier.channels.base import FailureReason
@@ -26,6 +34,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # CPU and memory for the seed's rules (process_* series).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.build_info = Info("notifier_build", "Version of notifier.", registry=r)
         self.build_info.info({"version": __version__})
         self.requests = Counter(
@@ -48,7 +59,9 @@ class Metrics:
             registry=r,
         )
         self.alerts_invalid = Counter(
-            "notifier_alerts_invalid_total", "Payloads rejected as invalid (400/413/415/422).", registry=r
+            "notifier_alerts_invalid_total",
+            "Payloads rejected as invalid (400/413/415/422).",
+            registry=r,
         )
         self.notifications = Counter(
             "notifier_notifications_total",
@@ -77,7 +90,10 @@ class Metrics:
             registry=r,
         )
         self.attempts = Counter(
-            "notifier_notification_attempts_total", "Delivery attempts.", ["channel", "type"], registry=r
+            "notifier_notification_attempts_total",
+            "Delivery attempts.",
+            ["channel", "type"],
+            registry=r,
         )
         self.retries = Counter(
             "notifier_notification_retries_total",
@@ -102,12 +118,18 @@ class Metrics:
             ["channel"],
             registry=r,
         )
-        self.queue_depth = Gauge("notifier_queue_depth", "Jobs waiting (due or scheduled).", registry=r)
-        self.queue_in_flight = Gauge("notifier_queue_in_flight", "Jobs leased by a worker.", registry=r)
+        self.queue_depth = Gauge(
+            "notifier_queue_depth", "Jobs waiting (due or scheduled).", registry=r
+        )
+        self.queue_in_flight = Gauge(
+            "notifier_queue_in_flight", "Jobs leased by a worker.", registry=r
+        )
         self.queue_oldest_age = Gauge(
             "notifier_queue_oldest_due_age_seconds", "Age of the oldest due job.", registry=r
         )
-        self.dead_letters = Gauge("notifier_dead_letters_waiting", "Dead letters waiting for replay.", registry=r)
+        self.dead_letters = Gauge(
+            "notifier_dead_letters_waiting", "Dead letters waiting for replay.", registry=r
+        )
         self.circuit_state = Gauge(
             "notifier_circuit_breaker_state",
             "Circuit breaker per channel: 0 closed, 1 half-open, 2 open.",
@@ -130,7 +152,9 @@ class Metrics:
             "Timestamp of the last successful configuration reload.",
             registry=r,
         )
-        self.store_up = Gauge("notifier_store_up", "Whether the store answered the last check.", registry=r)
+        self.store_up = Gauge(
+            "notifier_store_up", "Whether the store answered the last check.", registry=r
+        )
         for code in REQUEST_STATUSES:
             self.requests.labels(code)
             self.request_duration.labels(code)

@@ -75,7 +75,9 @@ class WebhookPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     version: Literal["4"]
-    receiver: Annotated[str, BeforeValidator(lambda v: unquote_meta(v) if isinstance(v, str) else v)]
+    receiver: Annotated[
+        str, BeforeValidator(lambda v: unquote_meta(v) if isinstance(v, str) else v)
+    ]
     status: Status
     alerts: list[Alert] = Field(min_length=1)
     group_labels: Labels = Field(default_factory=dict, alias="groupLabels")

@@ -20,7 +20,9 @@ class MatchType(Enum):
     NOT_REGEX = "!~"
 
 
-_MATCHER = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*|\"(?:[^\"\\]|\\.)*\")\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+_MATCHER = re.compile(
+    r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*|\"(?:[^\"\\]|\\.)*\")\s*(=~|!~|!=|=)\s*(.*?)\s*$"
+)
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 
 
@@ -60,7 +62,7 @@ class Matcher:
     def parse(cls, text: str) -> Matcher:
         match = _MATCHER.match(text)
         if match is None:
-            raise MatcherError(f"not a matcher: {text!r} (expected e.g. severity=\"critical\")")
+            raise MatcherError(f'not a matcher: {text!r} (expected e.g. severity="critical")')
         name, op, raw_value = match.groups()
         match_type = MatchType(op)
         value = _unquote(raw_value)

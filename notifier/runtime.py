@@ -51,7 +51,9 @@ def template_problems(loaded: LoadedConfig, renderer: Renderer) -> list[str]:
     return problems
 
 
-def sample_notification(payload: WebhookPayload, channel: str, route: str = "sample") -> Notification:
+def sample_notification(
+    payload: WebhookPayload, channel: str, route: str = "sample"
+) -> Notification:
     """``payload`` as the notification one channel would receive (all its alerts)."""
     return Notification(
         job_id="sample",
@@ -87,7 +89,7 @@ class ReloadResult:
 
 
 class Runtime:
-    """One running notifier: call ``start()`` once, ``ingest()`` per payload, ``stop()`` at the end."""
+    """One running notifier: ``start()`` once, ``ingest()`` per payload, ``stop()`` at the end."""
 
     def __init__(
         self,
@@ -121,7 +123,9 @@ class Runtime:
         """Open the store and the channels; start the dispatcher unless ``dispatch`` is False."""
         await self.store.open()
         self._declare(self.loaded)
-        self.channels = await open_channels(self.loaded, self.renderer, self.store, clock=self.clock)
+        self.channels = await open_channels(
+            self.loaded, self.renderer, self.store, clock=self.clock
+        )
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.loaded, self.metrics, clock=self.clock
         )
@@ -159,8 +163,10 @@ class Runtime:
                     )
             except ConfigError as exc:
                 self.metrics.config_reload_success.set(0)
-                log.warning("config reload failed, keeping the running config",
-                            extra={"problems": exc.problems})
+                log.warning(
+                    "config reload failed, keeping the running config",
+                    extra={"problems": exc.problems},
+                )
                 return ReloadResult(False, exc.problems, self.loaded.digest)
             renderer = self._renderer(loaded)
             channels = await open_channels(loaded, renderer, self.store, clock=self.clock)

@@ -121,8 +121,12 @@ async def receive_alerts(request: web.Request) -> web.Response:
     metrics.request_duration.labels(code).observe(elapsed)
     log.info(
         "webhook request",
-        extra={"status": response.status, "duration_ms": round(elapsed * 1000, 3),
-               "remote": request.remote, "bytes": request.content_length},
+        extra={
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "remote": request.remote,
+            "bytes": request.content_length,
+        },
     )
     if response.status in (400, 413, 415, 422):
         metrics.alerts_invalid.inc()

@@ -27,12 +27,19 @@ from notifier.payload import Alert
 
 log = logging.getLogger(__name__)
 
-FALLBACK_TEXT = """[{{ status | upper }}] {{ common_labels.alertname | default('alerts') }} ({{ alerts | length }} alert{{ 's' if alerts | length != 1 }})
-{% for a in alerts -%}
-- {{ a.labels.alertname | default('alert') }} {{ a.labels.severity | default('') }} {{ a.labels.instance | default('') }}: {{ a.annotations.summary | default('') }}
-{% endfor %}"""
+FALLBACK_TEXT = (
+    "[{{ status | upper }}] {{ common_labels.alertname | default('alerts') }}"
+    " ({{ alerts | length }} alert{{ 's' if alerts | length != 1 }})\n"
+    "{% for a in alerts -%}\n"
+    "- {{ a.labels.alertname | default('alert') }} {{ a.labels.severity | default('') }}"
+    " {{ a.labels.instance | default('') }}: {{ a.annotations.summary | default('') }}\n"
+    "{% endfor %}"
+)
 FALLBACK_HTML = "<pre>" + FALLBACK_TEXT + "</pre>"
-FALLBACK_SLACK = '{"text": {{ (status | upper ~ ": " ~ (common_labels.alertname | default("alerts")) ~ " (" ~ (alerts | length) ~ " alerts)") | tojson }}}'
+FALLBACK_SLACK = (
+    '{"text": {{ (status | upper ~ ": " ~ (common_labels.alertname | default("alerts"))'
+    ' ~ " (" ~ (alerts | length) ~ " alerts)") | tojson }}}'
+)
 
 
 def slack_escape(value: object) -> str:
@@ -98,7 +105,11 @@ def template_context(
         "receiver": notification.receiver,
         "group_key": notification.group_key,
         "truncated_alerts": notification.truncated_alerts + len(notification.alerts) - len(shown),
-        "channel": {"name": notification.channel, "type": channel_type, "route": notification.route},
+        "channel": {
+            "name": notification.channel,
+            "type": channel_type,
+            "route": notification.route,
+        },
     }
 
 
@@ -106,7 +117,7 @@ class _StrictButTestable(jinja2.StrictUndefined):
     """Strict for output (a typo fails loudly) but falsy in tests, so ``{% if labels.x %}``
     and ``labels.x | default('-')`` work for labels an alert may not have."""
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> bool:  # type: ignore[override]
         return False
 
 
@@ -141,7 +152,9 @@ class Renderer:
         self._on_fallback = on_fallback
         self._strings: dict[str, jinja2.Template] = {}
 
-    def trial_render(self, name: str | None, source: str | None, context: Mapping[str, Any]) -> str | None:
+    def trial_render(
+        self, name: str | None, source: str | None, context: Mapping[str, Any]
+    ) -> str | None:
         """Render a template file (``name``) or an inline one (``source``) strictly.
 
         Returns the error text, or None when it renders: ``check-config`` reports it.

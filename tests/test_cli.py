@@ -24,7 +24,9 @@ def run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, s
 def test_check_config_passes_with_the_secrets_set() -> None:
     code, out, _ = run(["check-config", "--config", SEED], SECRETS)
     assert code == 0
-    assert "critical: severity=\"critical\" -> oncall-sms, alerts-slack, ops-email, ops-webhook" in out
+    assert (
+        'critical: severity="critical" -> oncall-sms, alerts-slack, ops-email, ops-webhook' in out
+    )
     for secret in ("pw", "xoxb-1", "hmac", "twilio"):
         assert secret not in out.split()
 
@@ -51,30 +53,52 @@ def test_check_config_names_an_undefined_channel_and_a_bad_regex(tmp_path: Path)
 def test_check_config_trial_renders_templates(tmp_path: Path) -> None:
     (tmp_path / "broken.txt").write_text("{{ alerts[0].labels.alertname | nosuchfilter }}")
     path = tmp_path / "c.yaml"
-    path.write_text(f"templates_dir: {tmp_path}\nchannels:\n  log: {{type: log, template: broken.txt}}\n")
+    path.write_text(
+        f"templates_dir: {tmp_path}\nchannels:\n  log: {{type: log, template: broken.txt}}\n"
+    )
     code, _, err = run(["check-config", "--config", str(path)])
     assert code == 1
     assert "channels.log.template" in err and "nosuchfilter" in err
 
 
 def test_routes_test_prints_the_critical_channels() -> None:
-    code, out, _ = run(["routes", "test", "--config", SEED, "severity=critical", "alertname=HighErrorRate"])
+    code, out, _ = run(
+        ["routes", "test", "--config", SEED, "severity=critical", "alertname=HighErrorRate"]
+    )
     assert code == 0
     assert f"channels: {', '.join(CRITICAL)}" in out
 
 
 def test_routes_test_json_and_expect() -> None:
-    code, out, _ = run(["routes", "test", "--config", SEED, "severity=warning", "--json",
-                        "--expect", "ops-email,alerts-slack"])
+    code, out, _ = run(
+        [
+            "routes",
+            "test",
+            "--config",
+            SEED,
+            "severity=warning",
+            "--json",
+            "--expect",
+            "ops-email,alerts-slack",
+        ]
+    )
     assert code == 0
-    assert json.loads(out) == {"routes": ["warning"], "channels": ["alerts-slack", "ops-email"],
-                               "expected": ["ops-email", "alerts-slack"], "ok": True}
-    code, _, err = run(["routes", "test", "--config", SEED, "severity=warning", "--expect", "oncall-sms"])
+    assert json.loads(out) == {
+        "routes": ["warning"],
+        "channels": ["alerts-slack", "ops-email"],
+        "expected": ["ops-email", "alerts-slack"],
+        "ok": True,
+    }
+    code, _, err = run(
+        ["routes", "test", "--config", SEED, "severity=warning", "--expect", "oncall-sms"]
+    )
     assert code == 1
     assert "expected oncall-sms" in err
 
 
-@pytest.mark.parametrize("args", [["routes", "test", "--config", SEED, "severity"], ["nope"], ["fire"]])
+@pytest.mark.parametrize(
+    "args", [["routes", "test", "--config", SEED, "severity"], ["nope"], ["fire"]]
+)
 def test_usage_errors_exit_2(args: list[str]) -> None:
     assert run(args)[0] == 2
 
@@ -89,8 +113,18 @@ def test_render_a_template_against_a_fixture() -> None:
 
 
 def test_fire_dry_run_prints_routing_and_messages_and_sends_nothing() -> None:
-    code, out, _ = run(["fire", "--config", SEED, "--severity", "critical",
-                        "--alertname", "HighErrorRate", "--dry-run"])
+    code, out, _ = run(
+        [
+            "fire",
+            "--config",
+            SEED,
+            "--severity",
+            "critical",
+            "--alertname",
+            "HighErrorRate",
+            "--dry-run",
+        ]
+    )
     assert code == 0, out
     for channel in CRITICAL:
         assert f"--- {channel} (" in out

@@ -41,7 +41,9 @@ def test_quoted_values_with_escapes(text: str, value: str) -> None:
     assert Matcher.parse(text).value == value
 
 
-@pytest.mark.parametrize("text", ["severity", 'severity=="x"', '=~"x"', 'a=~"(x"', 'a="x"y"', "1a=b"])
+@pytest.mark.parametrize(
+    "text", ["severity", 'severity=="x"', '=~"x"', 'a=~"(x"', 'a="x"y"', "1a=b"]
+)
 def test_bad_matchers(text: str) -> None:
     with pytest.raises(MatcherError):
         Matcher.parse(text)
@@ -85,4 +87,8 @@ def test_continue_collects_channels_once_under_the_first_route() -> None:
     ]
     decision = route_labels({"team": "db", "severity": "critical"}, routes, ["default"])
     assert decision.routes == ("db-team", "db-critical")
-    assert decision.channels == (("db-email", "db-team"), ("slack", "db-team"), ("db-pager", "db-critical"))
+    assert decision.channels == (
+        ("db-email", "db-team"),
+        ("slack", "db-team"),
+        ("db-pager", "db-critical"),
+    )

@@ -18,6 +18,7 @@ from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
 from notifier.config import ConfigError
 from notifier.routing import route_labels
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="notifier")
 def cli() -> None:
@@ -77,7 +78,9 @@ def routes() -> None:
 @click.argument("labels", nargs=-1, required=True)
 @click.option("--expect", help="Comma-separated channels the alert must reach; exit 1 otherwise.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def routes_test(config_path: Path, labels: tuple[str, ...], expect: str | None, as_json: bool) -> None:
+def routes_test(
+    config_path: Path, labels: tuple[str, ...], expect: str | None, as_json: bool
+) -> None:
     """Which routes and channels an alert with LABEL=VALUE... reaches."""
     loaded = load_or_exit(config_path, placeholders=True)
     decision = route_labels(
@@ -87,8 +90,16 @@ def routes_test(config_path: Path, labels: tuple[str, ...], expect: str | None, 
     expected = [c.strip() for c in expect.split(",") if c.strip()] if expect is not None else None
     matches = expected is None or sorted(expected) == sorted(channels)
     if as_json:
-        click.echo(json.dumps({"routes": list(decision.routes), "channels": channels,
-                               "expected": expected, "ok": matches}))
+        click.echo(
+            json.dumps(
+                {
+                    "routes": list(decision.routes),
+                    "channels": channels,
+                    "expected": expected,
+                    "ok": matches,
+                }
+            )
+        )
     else:
         click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
         click.echo(f"channels: {', '.join(channels) or '(none)'}")

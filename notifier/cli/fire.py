@@ -28,17 +28,25 @@ from notifier.templates import Renderer, template_context
 @click.command()
 @config_option
 @click.argument("template")
-@click.option("--payload", "payload_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="An Alertmanager webhook payload (JSON); default: a built-in sample.")
+@click.option(
+    "--payload",
+    "payload_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="An Alertmanager webhook payload (JSON); default: a built-in sample.",
+)
 @click.option("--channel", help="Render as this channel would (its name and type in the context).")
-def render(config_path: Path, template: str, payload_file: Path | None, channel: str | None) -> None:
+def render(
+    config_path: Path, template: str, payload_file: Path | None, channel: str | None
+) -> None:
     """Render TEMPLATE (a file in templates_dir) against a payload, to preview it."""
     loaded = load_or_exit(config_path, placeholders=True)
     payload = _read_payload(payload_file) if payload_file else sample_payload()
     channel_type = "log"
     if channel is not None:
         if channel not in loaded.config.channels:
-            raise click.BadParameter(f"no channel {channel!r} in the config", param_hint="--channel")
+            raise click.BadParameter(
+                f"no channel {channel!r} in the config", param_hint="--channel"
+            )
         channel_type = loaded.config.channels[channel].type
     context = template_context(sample_notification(payload, channel or "preview"), channel_type)
     renderer = Renderer(loaded.templates_dir)
@@ -63,10 +71,16 @@ def _read_payload(path: Path) -> WebhookPayload:
 @click.option("--annotation", "annotations", multiple=True, help="An annotation, NAME=VALUE.")
 @click.option("--resolve", is_flag=True, help="Send the alert as resolved.")
 @click.option("--url", help="The receiver URL; default: http://<server.listen>/api/v1/alerts.")
-@click.option("--token", default=lambda: os.environ.get("NOTIFIER_TOKEN"),
-              show_default="$NOTIFIER_TOKEN", help="Bearer token for the receiver.")
+@click.option(
+    "--token",
+    default=lambda: os.environ.get("NOTIFIER_TOKEN"),
+    show_default="$NOTIFIER_TOKEN",
+    help="Bearer token for the receiver.",
+)
 @click.option("--channel", help="Send straight through this channel, without the server.")
-@click.option("--dry-run", is_flag=True, help="Print the routing and each rendered message; send nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the routing and each rendered message; send nothing."
+)
 def fire(
     config_path: Path,
     severity: str,
@@ -107,7 +121,9 @@ async def _dry_run(loaded: LoadedConfig, payload: WebhookPayload) -> None:
         for job in jobs:
             notification = job.notification
             channel = channels[notification.channel]
-            click.echo(f"--- {notification.channel} ({channel.type}) via route {notification.route}")
+            click.echo(
+                f"--- {notification.channel} ({channel.type}) via route {notification.route}"
+            )
             click.echo(channel.preview(notification))
     finally:
         await channels.aclose()

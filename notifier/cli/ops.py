@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ import click
 from notifier.cli.common import config_option, fail, load_or_exit
 from notifier.config import LoadedConfig
 from notifier.durations import parse_duration
+from notifier.loadtest import LoadtestOptions, render_json, render_text, run_loadtest
+from notifier.report import run_report
 from notifier.store import open_store
 from notifier.store.base import Store, StoreUnavailable
 
@@ -53,19 +56,34 @@ def dead_letters() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def dead_letters_list(config_path: Path, limit: int, as_json: bool) -> None:
     """List dead letters, newest first."""
-    letters = _with_store(load_or_exit(config_path, placeholders=True), lambda s: s.dead_letters(limit))
+    letters = _with_store(
+        load_or_exit(config_path, placeholders=True), lambda s: s.dead_letters(limit)
+    )
     if as_json:
-        click.echo(json.dumps([{
-            "id": d.id, "channel": d.channel, "reason": d.reason, "error": d.error,
-            "attempts": d.attempts, "last_attempt_at": d.last_attempt_at,
-            "alerts": len(d.notification.alerts),
-        } for d in letters]))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": d.id,
+                        "channel": d.channel,
+                        "reason": d.reason,
+                        "error": d.error,
+                        "attempts": d.attempts,
+                        "last_attempt_at": d.last_attempt_at,
+                        "alerts": len(d.notification.alerts),
+                    }
+                    for d in letters
+                ]
+            )
+        )
         return
     if not letters:
         click.echo("no dead letters")
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.last_attempt_at or 0))
-        click.echo(f"{d.id}  {d.channel}  {d.reason}  attempts={d.attempts}  last={when}Z  {d.error}")
+        click.echo(
+            f"{d.id}  {d.channel}  {d.reason}  attempts={d.attempts}  last={when}Z  {d.error}"
+        )
 
 
 @dead_letters.command("replay")
@@ -95,22 +113,35 @@ def dead_letters_purge(config_path: Path, yes: bool) -> None:
     """Delete every dead letter."""
     if not yes:
         click.confirm("Delete every dead letter?", abort=True)
-    count = _with_store(load_or_exit(config_path, placeholders=True), lambda s: s.purge_dead_letters())
+    count = _with_store(
+        load_or_exit(config_path, placeholders=True), lambda s: s.purge_dead_letters()
+    )
     click.echo(f"purged {count} dead letters")
 
 
 @click.command()
 @config_option
-@click.option("--since", default="24h", show_default=True, callback=_duration_seconds,
-              help="The period, as a duration (24h, 1h30m).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
-              show_default=True)
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write to this file instead of stdout.")
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    callback=_duration_seconds,
+    help="The period, as a duration (24h, 1h30m).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "html"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file instead of stdout.",
+)
 def report(config_path: Path, since: float, fmt: str, output: Path | None) -> None:
     """The daily performance report from the delivery log."""
-    from notifier.report import run_report
-
     loaded = load_or_exit(config_path, placeholders=True)
     text = _with_store(loaded, lambda s: run_report(s, since, fmt, time.time()))
     if output is not None:
@@ -127,8 +158,9 @@ def report(config_path: Path, since: float, fmt: str, output: Path | None) -> No
 @click.option("--alerts-per-payload", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--max-requests", default=1_000_000, show_default=True, type=click.IntRange(1))
 @click.option("--token", envvar="NOTIFIER_TOKEN", help="Bearer token ($NOTIFIER_TOKEN).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def loadtest(
     url: str,
     duration: float,
@@ -139,9 +171,7 @@ def loadtest(
     fmt: str,
 ) -> None:
     """The seed's load tester: bounded in time and count, with a progress bar."""
-    from notifier import loadtest as lt
-
-    options = lt.LoadtestOptions(
+    options = LoadtestOptions(
         url=url,
         duration=duration,
         concurrency=concurrency,
@@ -149,7 +179,8 @@ def loadtest(
         max_requests=max_requests,
         token=token,
     )
-    ticks = max(1, round(duration))
-    with click.progressbar(length=ticks, label="load testing", file=click.get_text_stream("stderr")) as bar:
-        result = asyncio.run(lt.run_loadtest(options, bar.update))
-    click.echo(lt.render_json(result) if fmt == "json" else lt.render_text(result))
+    with click.progressbar(
+        length=options.progress_steps, label="load testing", file=sys.stderr
+    ) as bar:
+        result = asyncio.run(run_loadtest(options, bar.update))
+    click.echo(render_json(result) if fmt == "json" else render_text(result))

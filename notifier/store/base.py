@@ -1,4 +1,4 @@
-"""The ``Store`` protocol: the durable queue, dedup marks, dead letters, delivery log, Slack threads.
+"""The ``Store`` protocol: durable queue, dedup marks, dead letters, delivery log, Slack threads.
 
 Every implementation (memory, SQLite, Redis) passes one contract suite
 (``tests/store_contract.py``). Semantics every implementation keeps:
@@ -142,16 +142,17 @@ class Store(ThreadRefs, Protocol):
 
     async def purge_dead_letters(self) -> int: ...
 
-    async def deliveries(self, limit: int = 100, since: float | None = None) -> list[DeliveryRecord]:
+    async def deliveries(
+        self, limit: int = 100, since: float | None = None
+    ) -> list[DeliveryRecord]:
         """Recent attempts, newest first."""
         ...
 
     async def stats(self, now: float) -> QueueStats: ...
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109
         """Return when new work may be due (another replica enqueued) or after ``timeout``.
 
         Single-process stores just sleep; the dispatcher is also woken in-process.
         """
         ...
-
