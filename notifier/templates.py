@@ -173,7 +173,7 @@ class Renderer:
         try:
             return Rendered(self._env.get_template(name).render(context))
         except Exception as exc:  # a template bug must never lose the alert
-            return self._fall_back(name, exc, fallback, context)
+            return self.fall_back(name, exc, fallback, context)
 
     def render_string(self, source: str, context: Mapping[str, Any], fallback: str) -> Rendered:
         """Render an inline template (an email subject); on any error render ``fallback``."""
@@ -183,11 +183,15 @@ class Renderer:
                 template = self._strings[source] = self._env.from_string(source)
             return Rendered(template.render(context))
         except Exception as exc:
-            return self._fall_back("(inline)", exc, fallback, context)
+            return self.fall_back("(inline)", exc, fallback, context)
 
-    def _fall_back(
+    def fall_back(
         self, name: str, exc: Exception, fallback: str, context: Mapping[str, Any]
     ) -> Rendered:
+        """Log and count a failed render of ``name``, and render ``fallback`` instead.
+
+        Public for channels that find a rendered message unusable (Slack: not JSON).
+        """
         channel = context.get("channel", {}).get("name", "")
         log.warning(
             "template failed, using the built-in fallback",
@@ -196,6 +200,9 @@ class Renderer:
         if self._on_fallback is not None:
             self._on_fallback(channel, name)
         # The fallback is a plain, lenient template: it cannot fail on missing names.
-        lenient = jinja2.sandbox.ImmutableSandboxedEnvironment(autoescape=False)
+        # It stands in for ``name``, so it is escaped as ``name`` would be (labels are untrusted).
+        lenient = jinja2.sandbox.ImmutableSandboxedEnvironment(
+            autoescape=name.endswith((".html", ".htm"))
+        )
         lenient.filters.update(tojson=_tojson)
         return Rendered(lenient.from_string(fallback).render(context), fell_back=True)

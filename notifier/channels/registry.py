@@ -1,0 +1,163 @@
+"""Builds every configured channel from its config ``type`` and owns the clients they share.
+
+``open_channels`` is the one place channels are made (the server and the CLI both call
+it); ``Channels.aclose`` is the one place their clients are closed: each channel's own
+(Twilio's HTTP client) and the one ``aiohttp.ClientSession`` that the webhook channels
+and Slack (Web API and incoming webhooks) share. Nothing here sends or renders.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from notifier.channels.base import Channel
+from notifier.channels.email import EmailChannel, tls_context
+from notifier.channels.log import LogChannel
+from notifier.channels.slack import SlackChannel
+from notifier.channels.sms import SmsChannel
+from notifier.channels.webhook import WebhookChannel
+from notifier.config import EmailChannel as EmailConfig
+from notifier.config import LoadedConfig
+from notifier.config import LogChannel as LogConfig
+from notifier.config import SlackChannel as SlackConfig
+from notifier.config import SmsChannel as SmsConfig
+from notifier.config import WebhookChannel as WebhookConfig
+from notifier.store.base import ThreadRefs
+from notifier.templates import Renderer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Opening:
+    """What a builder may use; the shared session is made on first need."""
+
+    loaded: LoadedConfig
+    renderer: Renderer
+    threads: ThreadRefs
+    clock: Callable[[], float]
+    session: aiohttp.ClientSession | None = None
+
+    def shared_session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            # No session-wide timeout: each channel bounds its own send with asyncio.timeout.
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        return self.session
+
+    def timeout(self, name: str) -> float:
+        return self.loaded.timeout(name).total_seconds()
+
+
+def _email(name: str, config: EmailConfig, opening: _Opening) -> Channel:
+    return EmailChannel(
+        name,
+        config,
+        opening.renderer,
+        timeout=opening.timeout(name),
+        clock=opening.clock,
+        tls=tls_context(config),
+    )
+
+
+def _slack(name: str, config: SlackConfig, opening: _Opening) -> Channel:
+    return SlackChannel(
+        name,
+        config,
+        opening.renderer,
+        opening.shared_session(),
+        opening.threads,
+        timeout=opening.timeout(name),
+        clock=opening.clock,
+    )
+
+
+def _sms(name: str, config: SmsConfig, opening: _Opening) -> Channel:
+    return SmsChannel(
+        name, config, opening.renderer, timeout=opening.timeout(name), clock=opening.clock
+    )
+
+
+def _webhook(name: str, config: WebhookConfig, opening: _Opening) -> Channel:
+    return WebhookChannel(
+        name,
+        config,
+        opening.shared_session(),
+        timeout=opening.timeout(name),
+        clock=opening.clock,
+    )
+
+
+def _log(name: str, config: LogConfig, opening: _Opening) -> Channel:
+    return LogChannel(name, config, opening.renderer)
+
+
+# Keyed by the config's ``type``; each builder gets the config model of its type.
+BUILDERS: dict[str, Callable[[str, Any, _Opening], Channel]] = {
+    "email": _email,
+    "slack": _slack,
+    "sms": _sms,
+    "webhook": _webhook,
+    "log": _log,
+}
+
+
+class Channels(Mapping[str, Channel]):
+    """The open channels by name, and the clients to close with them."""
+
+    def __init__(
+        self, channels: dict[str, Channel], closers: list[Callable[[], Awaitable[None]]]
+    ) -> None:
+        self._channels = channels
+        self._closers = closers
+
+    def __getitem__(self, name: str) -> Channel:
+        return self._channels[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._channels)
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    async def aclose(self) -> None:
+        """Close every channel, then the shared session; safe to call twice."""
+        closers, self._closers = self._closers, []
+        for close in closers:
+            try:
+                await close()
+            except Exception as exc:  # one client failing to close must not leak the others
+                log.warning("closing a channel client failed", extra={"error": type(exc).__name__})
+
+
+async def open_channels(
+    config: LoadedConfig,
+    renderer: Renderer,
+    threads: ThreadRefs,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> Channels:
+    """Open one channel per ``config.channels`` entry (a running event loop is required)."""
+    opening = _Opening(config, renderer, threads, clock)
+    channels: dict[str, Channel] = {}
+    try:
+        for name, channel_config in config.config.channels.items():
+            channels[name] = BUILDERS[channel_config.type](name, channel_config, opening)
+    except BaseException:
+        await Channels(channels, _closers(channels, opening)).aclose()
+        raise
+    return Channels(channels, _closers(channels, opening))
+
+
+def _closers(
+    channels: dict[str, Channel], opening: _Opening
+) -> list[Callable[[], Awaitable[None]]]:
+    closers: list[Callable[[], Awaitable[None]]] = [channel.close for channel in channels.values()]
+    if opening.session is not None:
+        closers.append(opening.session.close)  # last: the channels use it until closed
+    return closers

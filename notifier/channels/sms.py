@@ -1,0 +1,185 @@
+"""The SMS channel: one Twilio message per recipient, through the real Twilio SDK (async).
+
+The body is the rendered template trimmed to ``max_segments`` GSM-7/UCS-2 segments
+(``sms_segments``). Recipients are sent to one after the other inside one timeout; when a
+later recipient fails, the error says how many already got the message. The dispatcher
+then retries the whole notification, so those recipients may get it twice: delivery is
+at-least-once, and a duplicate page beats a missed one.
+
+Twilio answers: 429 / error 20429 and HTTP 5xx are retryable (a 5xx is ambiguous: the
+SMS may have gone); 401/403 and error 20003 are ``auth``; other 4xx (21211 invalid number,
+21614 not a mobile, 21408 no permission for the region, 21610 unsubscribed) are permanent.
+Phone numbers and the auth token never appear in messages: Twilio's own error texts
+quote numbers, so they are redacted. The SDK's retries stay off (no ``max_retries``) and
+its HTTP client, which must be closed, is closed by ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from notifier.channels.base import (
+    DeliveryError,
+    FailureReason,
+    PermanentError,
+    Receipt,
+    RetryableError,
+)
+from notifier.channels.classify import error_for_transport, parse_retry_after, redact
+from notifier.channels.sms_segments import segment_info, trim_to_segments
+from notifier.config import SmsChannel as SmsConfig
+from notifier.notification import Notification
+from notifier.templates import FALLBACK_TEXT, Renderer, template_context
+
+RATE_LIMIT_CODES = frozenset({20429})
+AUTH_CODES = frozenset({20003})
+
+
+def mask_number(number: str) -> str:
+    """``+1…7890``: enough to tell recipients apart in a message, not enough to call them."""
+    return f"{number[:2]}…{number[-4:]}"
+
+
+def error_for_twilio(status: int, code: int | None, what: str) -> DeliveryError:
+    """Twilio's HTTP status and error code as a delivery error."""
+    if status == 429 or code in RATE_LIMIT_CODES:
+        return RetryableError(FailureReason.RATE_LIMITED, what)
+    if status in (401, 403) or code in AUTH_CODES:
+        return PermanentError(FailureReason.AUTH, what)
+    if status >= 500 or status == 408:
+        return RetryableError(FailureReason.SERVER_ERROR, what)
+    return PermanentError(FailureReason.CLIENT_ERROR, what)
+
+
+class _TwilioTransport:
+    """Twilio's HTTP seam around the SDK's async client: it reads ``Retry-After`` on a 429
+    (Twilio's exceptions drop the response headers) and sends the credentials as a header.
+    The SDK needs only ``is_async`` and an async ``request``."""
+
+    is_async = True
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._inner = AsyncTwilioHttpClient()
+        self._clock = clock
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        auth = kwargs.pop("auth", None)
+        if auth is not None:
+            # As a header: aiohttp deprecates the BasicAuth object the SDK would build.
+            login, password = auth
+            token = base64.b64encode(f"{login}:{password}".encode()).decode()
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Authorization": f"Basic {token}"}
+        response = await self._inner.request(method, url, **kwargs)
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+            raise RetryableError(
+                FailureReason.RATE_LIMITED, "twilio answered 429", retry_after=retry_after
+            )
+        return response
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class SmsChannel:
+    type = "sms"
+
+    def __init__(
+        self,
+        name: str,
+        config: SmsConfig,
+        renderer: Renderer,
+        *,
+        timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self._config = config
+        self._renderer = renderer
+        self._timeout = timeout
+        self._transport = _TwilioTransport(clock)
+        token = config.auth_token.get_secret_value()
+        self._client = Client(
+            config.account_sid,
+            token,
+            account_sid=config.account_sid,
+            http_client=self._transport,
+            # Non-empty, so the SDK does not fall back to os.environ (TWILIO_EDGE and
+            # TWILIO_REGION would rewrite the host of api_url).
+            environment={"TWILIO_ACCOUNT_SID": config.account_sid},
+        )
+        self._client.api.base_url = config.api_url.rstrip("/")
+        self._secrets = (token, *config.to, config.from_)
+
+    def body(self, notification: Notification) -> str:
+        context = template_context(notification, self.type)
+        text = self._renderer.render_file(self._config.template, context, FALLBACK_TEXT).text
+        return trim_to_segments(text.strip(), self._config.max_segments)
+
+    def preview(self, notification: Notification) -> str:
+        body = self.body(notification)
+        info = segment_info(body)
+        recipients = ", ".join(self._config.to)
+        return f"SMS to {recipients} ({info.segments} segment(s), {info.encoding}):\n{body}"
+
+    async def send(self, notification: Notification) -> Receipt:
+        body = self.body(notification)
+        recipients = self._config.to
+        sids: list[str] = []
+        try:
+            async with asyncio.timeout(self._timeout):
+                for number in recipients:
+                    message = await self._client.messages.create_async(
+                        to=number, from_=self._config.from_, body=body
+                    )
+                    sids.append(str(message.sid))
+        except (
+            DeliveryError,
+            TwilioException,
+            TimeoutError,
+            aiohttp.ClientError,
+            OSError,
+            ValueError,
+        ) as exc:
+            error = self._error(exc, recipients[len(sids)])
+            if not sids:
+                raise error from None
+            note = (
+                f"{error.message} (after {len(sids)} of {len(recipients)} recipients got it;"
+                " a retry sends to every recipient again)"
+            )
+            raise type(error)(error.reason, note, retry_after=error.retry_after) from None
+        segments = segment_info(body).segments
+        return Receipt(
+            self.name,
+            f"twilio accepted {len(sids)} message(s) of {segments} segment(s)",
+            peer_ids=tuple(sids),
+        )
+
+    def _error(self, exc: BaseException, number: str) -> DeliveryError:
+        target = f"twilio message to {mask_number(number)}"
+        if isinstance(exc, DeliveryError):
+            return type(exc)(exc.reason, f"{target}: {exc.message}", retry_after=exc.retry_after)
+        if isinstance(exc, TwilioRestException):
+            detail = redact(str(exc.msg), self._secrets)
+            return error_for_twilio(exc.status, exc.code, f"{target}: {exc.code} {detail}")
+        if isinstance(exc, TwilioServiceException):
+            detail = redact(f"{exc.title}: {exc.detail or ''}", self._secrets)
+            return error_for_twilio(exc.status, exc.code, f"{target}: {exc.code} {detail}")
+        if isinstance(exc, TimeoutError | aiohttp.ClientError | OSError):
+            return error_for_transport(exc, target, self._timeout)
+        # A 2xx answer that cannot be read: the message may have gone; a retry is the safe side.
+        return RetryableError(
+            FailureReason.OTHER, f"{target}: unreadable answer ({type(exc).__name__})"
+        )
+
+    async def close(self) -> None:
+        await self._transport.close()

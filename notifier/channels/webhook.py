@@ -1,0 +1,125 @@
+"""The generic webhook channel: one JSON POST (or PUT) per notification (DESIGN §3, §4).
+
+The body keeps Alertmanager's payload shape (only the alerts routed here) plus
+``"notifier": {"channel", "route", "job_id"}``; it is serialised once, and the optional
+``X-Notifier-Signature: sha256=<hex>`` is an HMAC-SHA256 of those exact bytes. Every
+request carries ``Idempotency-Key: <job_id>`` (stable across retries) so the receiver can
+drop a repeat of an at-least-once delivery. Redirects are not followed: they would carry
+the signature and the configured headers to another address.
+
+This is the benchmark's hot path: it shares one ``aiohttp.ClientSession`` (owned by the
+registry) and does no per-send setup beyond the body and two headers. It never retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from notifier import __version__
+from notifier.channels.base import DeliveryError, Receipt
+from notifier.channels.classify import (
+    error_for_status,
+    error_for_transport,
+    parse_retry_after,
+    snippet,
+)
+from notifier.config import WebhookChannel as WebhookConfig
+from notifier.notification import Notification
+
+USER_AGENT = f"notifier/{__version__}"
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host[:port]/path`` without credentials or query, for messages and previews."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class WebhookChannel:
+    type = "webhook"
+
+    def __init__(
+        self,
+        name: str,
+        config: WebhookConfig,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.name = name
+        self._url = config.url
+        self._method = config.method
+        self._session = session
+        self._timeout = timeout
+        self._clock = clock
+        self._headers = {
+            "User-Agent": USER_AGENT,
+            **config.headers,
+            "Content-Type": "application/json",
+        }
+        secret = config.hmac_secret.get_secret_value() if config.hmac_secret else ""
+        self._secret = secret.encode() or None
+        # Peer text is quoted in errors; a peer that echoes our request must not leak these.
+        self._secrets = (*config.headers.values(), secret)
+        self._peer = f"webhook {safe_url(config.url)}"
+
+    def body(self, notification: Notification) -> bytes:
+        """The exact bytes sent (and signed)."""
+        data = notification.to_payload().to_alertmanager_json()
+        data["notifier"] = {
+            "channel": notification.channel,
+            "route": notification.route,
+            "job_id": notification.job_id,
+        }
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _request_headers(self, body: bytes, job_id: str) -> dict[str, str]:
+        headers = {**self._headers, "Idempotency-Key": job_id}
+        if self._secret is not None:
+            digest = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+            headers["X-Notifier-Signature"] = f"sha256={digest}"
+        return headers
+
+    async def send(self, notification: Notification) -> Receipt:
+        body = self.body(notification)
+        headers = self._request_headers(body, notification.job_id)
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._session.request(
+                    self._method, self._url, data=body, headers=headers, allow_redirects=False
+                ) as response,
+            ):
+                status = response.status
+                answer = await response.read()
+                retry_after = response.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise error_for_transport(exc, self._peer, self._timeout) from None
+        if 200 <= status < 300:
+            return Receipt(self.name, f"{self._peer} answered {status}")
+        raise self._error(status, answer, retry_after)
+
+    def _error(self, status: int, answer: bytes, retry_after: str | None) -> DeliveryError:
+        what = f"{self._peer} answered {status}"
+        if 300 <= status < 400:
+            what += " (redirects are not followed; configure the final URL)"
+        elif answer:
+            what += f": {snippet(answer, self._secrets)}"
+        return error_for_status(status, what, parse_retry_after(retry_after, self._clock()))
+
+    def preview(self, notification: Notification) -> str:
+        pretty = json.dumps(json.loads(self.body(notification)), ensure_ascii=False, indent=2)
+        return f"{self._method} {safe_url(self._url)}\n{pretty}"
+
+    async def close(self) -> None:
+        """Nothing to close: the session belongs to the registry."""

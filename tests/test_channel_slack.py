@@ -1,0 +1,477 @@
+"""The Slack channel through the real slack_sdk clients against a local fake Slack
+(tests/fakes/slack_api.py): bot token with threads, incoming webhooks, errors, budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
+from notifier.channels.registry import Channels, open_channels
+from notifier.channels.slack_budget import (
+    MAX_BLOCKS,
+    MAX_TEXT,
+    cap_blocks,
+    clamp_text,
+    clamp_texts,
+    largest_fitting,
+)
+from notifier.config import LoadedConfig
+from notifier.store.base import ThreadRef
+from notifier.store.memory import MemoryStore
+from notifier.store.sqlite import SQLiteStore
+from notifier.templates import Renderer
+from tests.channel_support import (
+    FIXTURE_NAMES,
+    TEMPLATES,
+    fixture,
+    free_port,
+    load,
+    notification,
+    payload,
+)
+from tests.fakes.slack_api import WEBHOOK, FakeSlack, Scripted
+
+TOKEN = "xoxb-test-token"
+
+
+@pytest.fixture
+async def slack(aiohttp_server: Any) -> tuple[FakeSlack, TestServer]:
+    fake = FakeSlack(token=TOKEN)
+    return fake, await aiohttp_server(fake.app())
+
+
+Opener = Callable[..., Any]
+
+
+@pytest.fixture
+async def open_slack(tmp_path: Path) -> AsyncIterator[Opener]:
+    """Open a Slack channel named ``slack``; returns (config, channel, thread store)."""
+    opened: list[Channels] = []
+
+    async def open_slack(
+        templates: Path = TEMPLATES, **settings: Any
+    ) -> tuple[LoadedConfig, Channel, MemoryStore]:
+        loaded = load(tmp_path, {"slack": {"type": "slack", **settings}}, templates=templates)
+        threads = MemoryStore()
+        channels = await open_channels(
+            loaded, Renderer(loaded.templates_dir), threads, clock=lambda: 1_800_000_000.0
+        )
+        opened.append(channels)
+        return loaded, channels["slack"], threads
+
+    yield open_slack
+    for channels in opened:
+        await channels.aclose()
+
+
+def bot(server: TestServer, token: str = TOKEN) -> dict[str, Any]:
+    return {"token": token, "channel": "#alerts", "api_url": str(server.make_url("/api/"))}
+
+
+async def test_bot_posts_blocks_and_keeps_the_thread(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, threads = await open_slack(**bot(server))
+    note = notification(loaded, "slack", fixture("grouped_firing_4_alerts"))
+
+    receipt = await channel.send(note)
+
+    (call,) = fake.calls("chat.postMessage")
+    assert call.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert call.body["channel"] == "#alerts"
+    assert call.body["text"] == "FIRING: HighCPUUsage (4 alerts)"
+    assert [b["type"] for b in call.body["blocks"]] == ["header"] + ["section"] * 4 + ["context"]
+    ref = await threads.get_thread(note.thread_key)
+    assert ref == ThreadRef(channel_id="C0ALERTS", ts=receipt.peer_ids[0])
+
+
+async def test_resolution_updates_the_original_and_replies_in_its_thread(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    firing = notification(loaded, "slack", fixture("firing_single"))
+    resolved = notification(loaded, "slack", fixture("resolved_single"))
+    assert firing.thread_key == resolved.thread_key
+
+    first = await channel.send(firing)
+    receipt = await channel.send(resolved)
+
+    ts = first.peer_ids[0]
+    (update,) = fake.calls("chat.update")
+    assert (update.body["channel"], update.body["ts"]) == ("C0ALERTS", ts)
+    original = fake.messages[("C0ALERTS", ts)]
+    assert original.text == "RESOLVED: InstanceDown (1 alert)"
+    assert original.edits[0]["text"] == "FIRING: InstanceDown (1 alert)"
+    replies = [m for m in fake.messages.values() if m.thread_ts == ts]
+    assert [r.text for r in replies] == ["RESOLVED: InstanceDown (1 alert)"]
+    assert receipt.peer_ids == (ts, replies[0].ts)
+
+
+async def test_the_thread_survives_a_restart(
+    slack: tuple[FakeSlack, TestServer], tmp_path: Path
+) -> None:
+    fake, server = slack
+    loaded = load(tmp_path, {"slack": {"type": "slack", **bot(server)}})
+    sent: list[str] = []
+    for fixture_name in ("firing_single", "resolved_single"):  # two process lifetimes
+        store = SQLiteStore(tmp_path / "notifier.db")
+        await store.open()
+        channels = await open_channels(loaded, Renderer(loaded.templates_dir), store)
+        try:
+            note = notification(loaded, "slack", fixture(fixture_name))
+            sent.append((await channels["slack"].send(note)).peer_ids[0])
+        finally:
+            await channels.aclose()
+            await store.close()
+
+    (update,) = fake.calls("chat.update")
+    assert update.body["ts"] == sent[0] == sent[1]
+
+
+async def test_resolution_without_a_thread_posts_a_new_message(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+
+    await channel.send(notification(loaded, "slack", fixture("resolved_single")))
+
+    assert fake.calls("chat.update") == []
+    assert [c.body["text"] for c in fake.calls("chat.postMessage")] == [
+        "RESOLVED: InstanceDown (1 alert)"
+    ]
+
+
+async def test_resolution_of_a_deleted_message_posts_a_new_one(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    await channel.send(notification(loaded, "slack", fixture("firing_single")))
+    fake.script("chat.update", Scripted(error="message_not_found"))
+
+    receipt = await channel.send(notification(loaded, "slack", fixture("resolved_single")))
+
+    posts = fake.calls("chat.postMessage")
+    assert len(posts) == 2 and "thread_ts" not in posts[1].body
+    assert "gone" in receipt.detail
+
+
+async def test_incoming_webhook_posts_the_message(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, threads = await open_slack(webhook_url=str(server.make_url(fake.webhook_path)))
+    note = notification(loaded, "slack", fixture("grouped_resolved"))
+
+    receipt = await channel.send(note)
+
+    (call,) = fake.calls(WEBHOOK)
+    assert call.body["text"] == "RESOLVED: HighErrorRate (2 alerts)"
+    assert len(call.body["blocks"]) == 4
+    assert "Authorization" not in call.headers
+    assert receipt.detail == "posted through the incoming webhook"
+    assert await threads.get_thread(note.thread_key) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "reason", "retry_after"),
+    [
+        (
+            Scripted(status=429, error="ratelimited", retry_after="7"),
+            RetryableError,
+            FailureReason.RATE_LIMITED,
+            7.0,
+        ),
+        (Scripted(error="ratelimited"), RetryableError, FailureReason.RATE_LIMITED, None),
+        (Scripted(error="channel_not_found"), PermanentError, FailureReason.CLIENT_ERROR, None),
+        (Scripted(error="not_in_channel"), PermanentError, FailureReason.CLIENT_ERROR, None),
+        (Scripted(error="invalid_blocks"), PermanentError, FailureReason.CLIENT_ERROR, None),
+        (Scripted(error="invalid_auth"), PermanentError, FailureReason.AUTH, None),
+        (Scripted(error="not_authed"), PermanentError, FailureReason.AUTH, None),
+        (Scripted(error="token_revoked"), PermanentError, FailureReason.AUTH, None),
+        (Scripted(error="internal_error"), RetryableError, FailureReason.SERVER_ERROR, None),
+        (
+            Scripted(status=500, text="<html>oops</html>"),
+            RetryableError,
+            FailureReason.SERVER_ERROR,
+            None,
+        ),
+        (
+            Scripted(status=503, error="service_unavailable"),
+            RetryableError,
+            FailureReason.SERVER_ERROR,
+            None,
+        ),
+        (Scripted(status=404, text="not found"), PermanentError, FailureReason.CLIENT_ERROR, None),
+    ],
+)
+async def test_web_api_error_table(
+    slack: tuple[FakeSlack, TestServer],
+    open_slack: Opener,
+    answer: Scripted,
+    error: type[Exception],
+    reason: FailureReason,
+    retry_after: float | None,
+) -> None:
+    fake, server = slack
+    fake.script("chat.postMessage", answer)
+    loaded, channel, _ = await open_slack(**bot(server))
+
+    with pytest.raises(error) as caught:
+        await channel.send(notification(loaded, "slack", fixture("firing_single")))
+
+    assert caught.value.reason == reason  # type: ignore[attr-defined]
+    assert caught.value.retry_after == retry_after  # type: ignore[attr-defined]
+    assert "chat.postMessage" in str(caught.value)
+    assert len(fake.calls("chat.postMessage")) == 1  # the SDK did not retry
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "reason", "retry_after"),
+    [
+        (
+            Scripted(status=429, text="rate_limited", retry_after="3"),
+            RetryableError,
+            FailureReason.RATE_LIMITED,
+            3.0,
+        ),
+        (Scripted(status=500, text="internal"), RetryableError, FailureReason.SERVER_ERROR, None),
+        (Scripted(status=403, text="invalid_token"), PermanentError, FailureReason.AUTH, None),
+        (Scripted(status=404, text="no_service"), PermanentError, FailureReason.CLIENT_ERROR, None),
+        (
+            Scripted(status=410, text="channel_is_archived"),
+            PermanentError,
+            FailureReason.CLIENT_ERROR,
+            None,
+        ),
+        (
+            Scripted(status=400, text="invalid_payload"),
+            PermanentError,
+            FailureReason.CLIENT_ERROR,
+            None,
+        ),
+    ],
+)
+async def test_incoming_webhook_error_table(
+    slack: tuple[FakeSlack, TestServer],
+    open_slack: Opener,
+    answer: Scripted,
+    error: type[Exception],
+    reason: FailureReason,
+    retry_after: float | None,
+) -> None:
+    fake, server = slack
+    fake.script(WEBHOOK, answer)
+    loaded, channel, _ = await open_slack(webhook_url=str(server.make_url(fake.webhook_path)))
+
+    with pytest.raises(error) as caught:
+        await channel.send(notification(loaded, "slack", fixture("firing_single")))
+
+    assert caught.value.reason == reason  # type: ignore[attr-defined]
+    assert caught.value.retry_after == retry_after  # type: ignore[attr-defined]
+    assert answer.text is not None and answer.text in str(caught.value)
+    assert fake.webhook_path not in str(caught.value)
+    assert len(fake.calls(WEBHOOK)) == 1
+
+
+async def test_wrong_token_is_auth(slack: tuple[FakeSlack, TestServer], open_slack: Opener) -> None:
+    _, server = slack
+    loaded, channel, _ = await open_slack(**bot(server, token="xoxb-wrong"))
+
+    with pytest.raises(PermanentError, match="invalid_auth") as caught:
+        await channel.send(notification(loaded, "slack", fixture("firing_single")))
+
+    assert caught.value.reason == FailureReason.AUTH
+
+
+async def test_unknown_channel_is_permanent(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    _, server = slack
+    loaded, channel, _ = await open_slack(**{**bot(server), "channel": "#nowhere"})
+
+    with pytest.raises(PermanentError, match="channel_not_found") as caught:
+        await channel.send(notification(loaded, "slack", fixture("firing_single")))
+
+    assert caught.value.reason == FailureReason.CLIENT_ERROR
+
+
+async def test_connection_refused_and_timeout_are_retryable(
+    aiohttp_server: Any, open_slack: Opener
+) -> None:
+    loaded, refused, _ = await open_slack(
+        token=TOKEN, channel="#a", api_url=f"http://127.0.0.1:{free_port()}/api/"
+    )
+    with pytest.raises(RetryableError) as caught:
+        await refused.send(notification(loaded, "slack", fixture("firing_single")))
+    assert caught.value.reason == FailureReason.CONNECTION
+
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/api/{method}", stall)
+    server = await aiohttp_server(app)
+    loaded, stalled, _ = await open_slack(
+        token=TOKEN, channel="#a", api_url=str(server.make_url("/api/")), timeout="200ms"
+    )
+    with pytest.raises(RetryableError, match=r"no answer within 0\.2s") as caught:
+        await stalled.send(notification(loaded, "slack", fixture("firing_single")))
+    release.set()
+    assert caught.value.reason == FailureReason.TIMEOUT
+
+
+async def test_many_alerts_stay_within_the_budget(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    many = payload(
+        *(
+            {
+                "labels": {"alertname": "DiskFull", "instance": f"node-{i}", "severity": "warning"},
+                "annotations": {"description": "x" * 4000 if i == 0 else "full"},
+            }
+            for i in range(120)
+        )
+    )
+
+    await channel.send(notification(loaded, "slack", many))
+
+    (call,) = fake.calls("chat.postMessage")
+    blocks = call.body["blocks"]
+    assert len(blocks) == MAX_BLOCKS
+    sections = [b for b in blocks if b["type"] == "section"]
+    assert len(sections[0]["text"]["text"]) == MAX_TEXT
+    assert sections[0]["text"]["text"].endswith("…")
+    footer = blocks[-1]["elements"][0]["text"]
+    assert footer.endswith(f"+{120 - len(sections)} more alerts")
+
+
+async def test_label_text_is_escaped_for_mrkdwn(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    hostile = payload(
+        {"labels": {"alertname": "<!channel> & <http://evil|click>", "severity": "critical"}}
+    )
+
+    await channel.send(notification(loaded, "slack", hostile))
+
+    section = fake.calls("chat.postMessage")[0].body["blocks"][1]["text"]["text"]
+    assert "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;" in section
+    assert "<!channel>" not in section
+
+
+async def test_a_template_that_is_not_json_falls_back(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, tmp_path: Path
+) -> None:
+    fake, server = slack
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "broken.json").write_text('{"text": {{ status }}}')
+    loaded, channel, _ = await open_slack(
+        templates=templates, template="broken.json", **bot(server)
+    )
+
+    await channel.send(notification(loaded, "slack", fixture("firing_single")))
+
+    assert fake.calls("chat.postMessage")[0].body["text"] == "FIRING: InstanceDown (1 alerts)"
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+async def test_every_fixture_renders_without_fallback(
+    open_slack: Opener, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded, channel, _ = await open_slack(token=TOKEN, channel="#alerts")
+    note = notification(loaded, "slack", fixture(name))
+
+    message = json.loads(channel.preview(note))
+
+    assert len(message["blocks"]) == len(note.alerts) + 2
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_preview_is_the_message_json(open_slack: Opener) -> None:
+    loaded, channel, _ = await open_slack(token=TOKEN, channel="#alerts")
+
+    preview = json.loads(channel.preview(notification(loaded, "slack", fixture("firing_single"))))
+
+    assert preview["channel"] == "#alerts"
+    assert preview["text"] == "FIRING: InstanceDown (1 alert)"
+    assert TOKEN not in json.dumps(preview)
+
+
+@pytest.mark.parametrize(
+    ("total", "limit", "expected"),
+    [(0, 0, 0), (10, 10, 10), (10, 3, 3), (120, 48, 48), (5, 0, 0), (1, 0, 0)],
+)
+def test_largest_fitting(total: int, limit: int, expected: int) -> None:
+    calls: list[int] = []
+
+    def fits(count: int) -> bool:
+        calls.append(count)
+        return count <= limit
+
+    assert largest_fitting(total, fits) == expected
+    assert len(calls) <= total.bit_length() + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 10, "short"),
+        ("abcdefghijkl", 10, "abcdefghi…"),
+        ("see <http://x.example/long|graph>", 12, "see …"),
+        ("a &amp; b", 4, "a …"),
+        ("a &amp; b", 8, "a &amp;…"),
+    ],
+)
+def test_clamp_text(text: str, limit: int, expected: str) -> None:
+    assert clamp_text(text, limit) == expected
+    assert len(clamp_text(text, limit)) <= limit
+
+
+def test_clamp_texts_walks_every_text_object_and_headers() -> None:
+    message = {
+        "text": "t" * 4000,
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "h" * 200}},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 3500}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "ok"}]},
+        ],
+    }
+
+    clamped = clamp_texts(message)
+
+    assert len(clamped["text"]) == 3000
+    assert len(clamped["blocks"][0]["text"]["text"]) == 150
+    assert len(clamped["blocks"][1]["fields"][0]["text"]) == 3000
+    assert clamped["blocks"][2] == message["blocks"][2]
+    assert len(message["text"]) == 4000  # the input is left alone
+
+
+def test_cap_blocks_keeps_49_and_summarises() -> None:
+    blocks = [{"type": "section", "n": i} for i in range(60)]
+    capped = cap_blocks(blocks, hidden=70)
+    assert len(capped) == MAX_BLOCKS
+    assert capped[:49] == blocks[:49]
+    assert capped[-1]["elements"][0]["text"] == "+70 more alerts"
+    assert cap_blocks(blocks[:50], hidden=3) == blocks[:50]
