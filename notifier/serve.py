@@ -7,6 +7,7 @@ or waits), then the dispatcher finishes or releases in-flight jobs within
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from aiohttp import web
 from notifier.logs import setup_logging
 from notifier.runtime import Runtime
 from notifier.server import create_app, install_reload_signal
+
+log = logging.getLogger(__name__)
 
 
 def run_server(
@@ -31,8 +34,22 @@ def run_server(
 
     async def on_startup(app: web.Application) -> None:
         install_reload_signal(runtime)
+        log.info(
+            "notifier listening",
+            extra={
+                "address": f"{host}:{port}",
+                "config": str(config_path),
+                "config_hash": runtime.loaded.digest,
+                "store": runtime.loaded.config.storage.url.partition("://")[0],
+                "channels": len(runtime.loaded.config.channels),
+            },
+        )
+
+    async def on_shutdown(app: web.Application) -> None:
+        log.info("notifier shutting down", extra={"grace_seconds": server.shutdown_grace.seconds})
 
     app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
     web.run_app(
         app,
         host=host,
