@@ -1,0 +1,239 @@
+"""``MemoryStore``: the ``Store`` protocol in plain dicts and a heap, for tests and demos.
+
+It keeps the same semantics as the SQLite and Redis stores (the contract suite in
+``tests/store_contract.py`` runs against all three) but nothing survives the process.
+Every method body runs without awaiting, so each call is atomic on the event loop.
+It must not be used where an accepted alert has to survive a restart.
+
+The queue is a dict of jobs plus a heap of ``(due_at, seq, id)`` entries. A job's
+``due_at`` is its ``not_before``, or while it is leased the end of its lease. A change
+pushes a fresh entry instead of editing the heap; stale entries (whose job is gone or
+whose ``due_at`` moved) are skipped when they surface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from notifier.dedup import PlannedJob
+from notifier.notification import Notification
+from notifier.store.base import (
+    ClaimedJob,
+    DeadLetter,
+    DeliveryRecord,
+    EnqueueResult,
+    QueueStats,
+    ThreadRef,
+)
+
+
+@dataclass(slots=True)
+class _Job:
+    notification: Notification
+    seq: int  # enqueue order, breaks ties between jobs due at the same time
+    enqueued_at: float
+    not_before: float
+    lease_until: float | None = None
+    attempts: int = 0
+    first_attempt_at: float | None = None
+    last_attempt_at: float | None = None
+
+    @property
+    def due_at(self) -> float:
+        return self.not_before if self.lease_until is None else self.lease_until
+
+    def count_attempt(self, at: float) -> None:
+        self.attempts += 1
+        if self.first_attempt_at is None:
+            self.first_attempt_at = at
+        self.last_attempt_at = at
+
+
+@dataclass(slots=True)
+class _Dead:
+    job: _Job
+    reason: str
+    error: str
+
+
+class MemoryStore:
+    """A ``Store`` that lives in this process only."""
+
+    def __init__(self, *, delivery_log_size: int = 100_000) -> None:
+        self._jobs: dict[str, _Job] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._dead: dict[str, _Dead] = {}
+        self._dedup: dict[str, float] = {}  # key -> expires_at
+        self._threads: dict[str, tuple[ThreadRef, float]] = {}  # key -> (ref, expires_at)
+        self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
+        self._seq = 0
+        self._dedup_sweep_at = 1024  # sweep expired marks when there are this many
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def ping(self) -> None:
+        pass
+
+    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+        enqueued: list[str] = []
+        deduplicated = 0
+        for planned in jobs:
+            job_id = planned.notification.job_id
+            expires_at = self._dedup.get(planned.dedup_key)
+            if expires_at is not None and expires_at > now:
+                deduplicated += 1
+                continue
+            self._dedup[planned.dedup_key] = now + planned.dedup_ttl
+            if job_id in self._jobs or job_id in self._dead:
+                deduplicated += 1  # this very job is already stored
+                continue
+            self._seq += 1
+            self._jobs[job_id] = _Job(planned.notification, self._seq, now, not_before=now)
+            self._push(self._jobs[job_id])
+            enqueued.append(job_id)
+        self._sweep_dedup(now)
+        return EnqueueResult(tuple(enqueued), deduplicated)
+
+    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]:
+        claimed: list[ClaimedJob] = []
+        while self._heap and len(claimed) < limit:
+            due_at, seq, job_id = self._heap[0]
+            job = self._jobs.get(job_id)
+            if job is None or job.due_at != due_at or job.seq != seq:
+                heapq.heappop(self._heap)
+                continue
+            if due_at > now:
+                break
+            heapq.heappop(self._heap)
+            job.lease_until = now + lease
+            self._push(job)
+            claimed.append(ClaimedJob(job.notification, job.attempts, job.enqueued_at))
+        return claimed
+
+    async def complete(self, record: DeliveryRecord) -> None:
+        self._jobs.pop(record.job_id, None)
+        self._log.append(record)
+
+    async def reschedule(self, record: DeliveryRecord, not_before: float) -> None:
+        job = self._jobs.get(record.job_id)
+        if job is not None:
+            job.count_attempt(record.at)
+            job.lease_until = None
+            job.not_before = not_before
+            self._push(job)
+        self._log.append(record)
+
+    async def dead_letter(self, record: DeliveryRecord) -> None:
+        job = self._jobs.pop(record.job_id, None)
+        if job is not None:
+            job.count_attempt(record.at)
+            job.lease_until = None
+            self._dead[record.job_id] = _Dead(job, record.reason or "other", record.error)
+        self._log.append(record)
+
+    async def release(self, job_id: str, not_before: float) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.lease_until = None
+            job.not_before = not_before
+            self._push(job)
+
+    async def next_due_at(self) -> float | None:
+        while self._heap:
+            due_at, seq, job_id = self._heap[0]
+            job = self._jobs.get(job_id)
+            if job is not None and job.due_at == due_at and job.seq == seq:
+                return due_at
+            heapq.heappop(self._heap)
+        return None
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        newest = sorted(
+            self._dead.values(),
+            key=lambda d: (d.job.last_attempt_at or 0.0, d.job.seq),
+            reverse=True,
+        )
+        return [_as_dead_letter(dead) for dead in newest[:limit]]
+
+    async def replay(self, job_id: str, now: float) -> bool:
+        dead = self._dead.pop(job_id, None)
+        if dead is None:
+            return False
+        job = _Job(dead.job.notification, dead.job.seq, enqueued_at=now, not_before=now)
+        self._jobs[job_id] = job
+        self._push(job)
+        return True
+
+    async def replay_all(self, now: float) -> int:
+        oldest_first = sorted(self._dead, key=lambda job_id: self._dead[job_id].job.seq)
+        for job_id in oldest_first:
+            await self.replay(job_id, now)
+        return len(oldest_first)
+
+    async def purge_dead_letters(self) -> int:
+        count = len(self._dead)
+        self._dead.clear()
+        return count
+
+    async def deliveries(
+        self, limit: int = 100, since: float | None = None
+    ) -> list[DeliveryRecord]:
+        # Sorting is stable: records logged later come first among equal ``at``.
+        newest = sorted(reversed(self._log), key=lambda r: r.at, reverse=True)
+        return [r for r in newest if since is None or r.at >= since][:limit]
+
+    async def stats(self, now: float) -> QueueStats:
+        in_flight = sum(
+            1 for j in self._jobs.values() if j.lease_until is not None and j.lease_until > now
+        )
+        due_times = [j.due_at for j in self._jobs.values() if j.due_at <= now]
+        return QueueStats(
+            queued=len(self._jobs) - in_flight,
+            in_flight=in_flight,
+            due=len(due_times),
+            oldest_due_age=now - min(due_times) if due_times else 0.0,
+            dead_letters=len(self._dead),
+        )
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
+        await asyncio.sleep(timeout)
+
+    async def get_thread(self, key: str) -> ThreadRef | None:
+        entry = self._threads.get(key)
+        return entry[0] if entry else None
+
+    async def put_thread(self, key: str, ref: ThreadRef, ttl: float, now: float) -> None:
+        for expired in [k for k, (_, expires_at) in self._threads.items() if expires_at <= now]:
+            del self._threads[expired]
+        self._threads[key] = (ref, now + ttl)
+
+    def _push(self, job: _Job) -> None:
+        heapq.heappush(self._heap, (job.due_at, job.seq, job.notification.job_id))
+
+    def _sweep_dedup(self, now: float) -> None:
+        """Drop expired marks, each time the mark count doubles (amortised O(1) per enqueue)."""
+        if len(self._dedup) >= self._dedup_sweep_at:
+            self._dedup = {k: exp for k, exp in self._dedup.items() if exp > now}
+            self._dedup_sweep_at = max(1024, 2 * len(self._dedup))
+
+
+def _as_dead_letter(dead: _Dead) -> DeadLetter:
+    job = dead.job
+    return DeadLetter(
+        id=job.notification.job_id,
+        channel=job.notification.channel,
+        reason=dead.reason,
+        error=dead.error,
+        attempts=job.attempts,
+        first_attempt_at=job.first_attempt_at,
+        last_attempt_at=job.last_attempt_at,
+        notification=job.notification,
+    )

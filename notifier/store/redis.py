@@ -1,0 +1,362 @@
+"""``RedisStore``: the ``Store`` for several replicas, on one Redis (``redis://``, ``rediss://``).
+
+Any replica may receive any payload and deliver any job: the queue, the leases, the
+dedup marks, the dead letters, the delivery log and the Slack thread refs all live
+in Redis under one key prefix. Jobs are JSON (``Notification.model_dump_json``), never
+pickle. Every write is one Lua script (``redis_scripts``), so it is atomic.
+
+Why two sorted sets for the queue: ``due`` holds waiting jobs scored by the time they
+may be claimed, ``leased`` holds claimed jobs scored by the end of their lease. A claim
+first moves expired leases back to ``due`` and then moves the oldest due jobs to
+``leased``, in one script. A replica that dies mid-delivery therefore loses nothing:
+its leases run out and the next claim on any replica takes those jobs. Nothing has to
+scan for stale jobs, and "due", "in flight" and "next due" are range counts.
+Lease times come from the callers' clocks, so replicas need synchronised clocks (NTP).
+
+Dedup marks hold their expiry time and are compared with the caller's ``now`` (as the
+other stores do); their Redis TTL only collects them. Slack thread refs rely on the
+Redis TTL alone, since ``get_thread`` has no clock.
+
+``wait_for_work`` listens on a pub/sub channel the enqueue and replay scripts publish
+to, so another replica's enqueue wakes this replica's dispatcher at once.
+
+Calls made in one event-loop turn (a claimed batch completing together) share one
+pipelined round trip (``redis_batch``), and notifications this replica enqueued are
+handed back on claim without parsing (``recent``).
+
+Connection errors (Redis down, restarting, read-only, out of memory) become
+``StoreUnavailable``; redis-py reconnects on the next command, so the store recovers
+by itself. Error texts name the host, never the password of the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+
+from notifier.dedup import PlannedJob
+from notifier.notification import Notification
+from notifier.store import redis_scripts as lua
+from notifier.store.base import (
+    ClaimedJob,
+    DeadLetter,
+    DeliveryRecord,
+    EnqueueResult,
+    QueueStats,
+    StoreUnavailable,
+    ThreadRef,
+)
+from notifier.store.recent import RecentNotifications
+from notifier.store.redis_batch import ScriptBatcher
+
+# Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
+_UNAVAILABLE = (
+    rex.ConnectionError,  # also authentication and "loading the dataset"
+    rex.TimeoutError,
+    rex.ReadOnlyError,
+    rex.OutOfMemoryError,
+    rex.MasterDownError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+    rex.NoPermissionError,
+    OSError,
+)
+_CHUNK = 500  # dead letters replayed or purged per script call
+
+
+def _num(value: float) -> str:
+    """A float as a string that parses back to the same float (Redis and Lua read it)."""
+    return repr(float(value))
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """A registered script with its fixed keys, prefixed."""
+
+    script: AsyncScript
+    keys: list[str]
+
+
+class RedisStore:
+    """A ``Store`` on Redis; ``prefix`` separates several notifiers (or tests) on one server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "notifier:",
+        delivery_log_size: int = 100_000,
+        max_connections: int = 32,
+    ) -> None:
+        # Many workers share a few connections: a call waits for a free one (up to
+        # ``timeout``) instead of failing when all are busy.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=5.0,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=30,
+            # One quick retry hides a stale pooled connection after a Redis restart.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1),
+        )
+        self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        options = self._client.connection_pool.connection_kwargs
+        self._where = f"Redis store {options.get('host', 'localhost')}:{options.get('port', 6379)}"
+        self._log_size = str(delivery_log_size)
+        self.prefix = prefix
+        self._wake_channel = f"{prefix}wake"
+        self._enqueue = self._bind(lua.ENQUEUE)
+        self._claim = self._bind(lua.CLAIM)
+        self._complete = self._bind(lua.COMPLETE)
+        self._reschedule = self._bind(lua.RESCHEDULE)
+        self._dead_letter = self._bind(lua.DEAD_LETTER)
+        self._release = self._bind(lua.RELEASE)
+        self._replay = self._bind(lua.REPLAY)
+        self._purge = self._bind(lua.PURGE)
+        self._dead_letters = self._bind(lua.DEAD_LETTERS)
+        self._batch = ScriptBatcher(self._client)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._wait_lock = asyncio.Lock()
+        self._recent = RecentNotifications()
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def _bind(self, script: lua.Lua) -> _Bound:
+        keys = [self._key(name) for name in script.keys]
+        return _Bound(self._client.register_script(script.source), keys)
+
+    async def _call(self, bound: _Bound, args: list[Any], more_keys: Sequence[str] = ()) -> Any:
+        """Run a script (pipelined with the other calls of this loop turn)."""
+        with self._unavailable():
+            return await self._batch.call(bound.script, [*bound.keys, *more_keys], args)
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(
+                f"{self._where} unavailable: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def open(self) -> None:
+        """Check Redis answers and subscribe to the wake-up channel."""
+        with self._unavailable():
+            await self.ping()
+            if not self._pubsub.subscribed:
+                await self._pubsub.subscribe(self._wake_channel)
+
+    async def close(self) -> None:
+        with contextlib.suppress(*_UNAVAILABLE):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await self._client.aclose()
+
+    async def ping(self) -> None:
+        with self._unavailable():
+            await self._client.set(self._key("ping"), "1")
+
+    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+        if not jobs:
+            return EnqueueResult((), 0)
+        marks = [self._key(f"dedup:{job.dedup_key}") for job in jobs]
+        args = [_num(now), self._wake_channel]
+        for job in jobs:
+            args += [
+                job.notification.job_id,
+                job.notification.model_dump_json(),
+                _num(now + job.dedup_ttl),
+                str(math.ceil(job.dedup_ttl * 1000)),
+            ]
+        enqueued: list[str] = await self._call(self._enqueue, args, marks)
+        stored = set(enqueued)
+        self._recent.remember(job.notification for job in jobs if job.notification.job_id in stored)
+        return EnqueueResult(tuple(enqueued), len(jobs) - len(enqueued))
+
+    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]:
+        flat = await self._call(self._claim, [_num(now), _num(now + lease), limit])
+        return [
+            ClaimedJob(self._recent.take(job_id, payload), int(attempts), float(enqueued))
+            for job_id, payload, attempts, enqueued in _rows(flat, 4)
+        ]
+
+    async def complete(self, record: DeliveryRecord) -> None:
+        await self._call(self._complete, self._log_args(record))
+
+    async def reschedule(self, record: DeliveryRecord, not_before: float) -> None:
+        await self._call(self._reschedule, [*self._log_args(record), _num(not_before)])
+
+    async def dead_letter(self, record: DeliveryRecord) -> None:
+        args = [*self._log_args(record), record.reason or "other", record.error]
+        await self._call(self._dead_letter, args)
+
+    async def release(self, job_id: str, not_before: float) -> None:
+        await self._call(self._release, [job_id, _num(not_before)])
+
+    async def next_due_at(self) -> float | None:
+        with self._unavailable():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zrange(self._key("due"), 0, 0, withscores=True)
+                pipe.zrange(self._key("leased"), 0, 0, withscores=True)
+                firsts = await pipe.execute()
+        return min((float(first[0][1]) for first in firsts if first), default=None)
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        flat = await self._call(self._dead_letters, [limit])
+        letters = []
+        for job_id, reason, error, attempts, first, last, payload in _rows(flat, 7):
+            notification = Notification.model_validate_json(payload)
+            letters.append(
+                DeadLetter(
+                    id=job_id,
+                    channel=notification.channel,
+                    reason=reason,
+                    error=error,
+                    attempts=int(attempts),
+                    first_attempt_at=float(first) if first else None,
+                    last_attempt_at=float(last) if last else None,
+                    notification=notification,
+                )
+            )
+        return letters
+
+    async def replay(self, job_id: str, now: float) -> bool:
+        replayed = await self._call(self._replay, [_num(now), self._wake_channel, 1, job_id])
+        return int(replayed) > 0
+
+    async def replay_all(self, now: float) -> int:
+        args = [_num(now), self._wake_channel, _CHUNK]
+        total = 0
+        while (replayed := int(await self._call(self._replay, args))) > 0:
+            total += replayed
+        return total
+
+    async def purge_dead_letters(self) -> int:
+        total = 0
+        while (purged := int(await self._call(self._purge, [_CHUNK]))) > 0:
+            total += purged
+        return total
+
+    async def deliveries(
+        self, limit: int = 100, since: float | None = None
+    ) -> list[DeliveryRecord]:
+        low = "-inf" if since is None else _num(since)
+        with self._unavailable():
+            members = await self._client.zrevrangebyscore(
+                self._key("deliveries"), "+inf", low, start=0, num=limit
+            )
+        # Each member is a 15-digit counter followed by the record's JSON.
+        return [DeliveryRecord(**json.loads(cast(str, member)[15:])) for member in members]
+
+    async def stats(self, now: float) -> QueueStats:
+        due_key, leased_key = self._key("due"), self._key("leased")
+        stamp = _num(now)
+        with self._unavailable():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zcard(due_key)
+                pipe.zcount(due_key, "-inf", stamp)
+                pipe.zcount(leased_key, "-inf", stamp)
+                pipe.zcount(leased_key, f"({stamp}", "+inf")
+                pipe.zrange(due_key, 0, 0, withscores=True)
+                pipe.zrange(leased_key, 0, 0, withscores=True)
+                pipe.zcard(self._key("dead"))
+                (
+                    waiting,
+                    due,
+                    expired,
+                    in_flight,
+                    first_due,
+                    first_leased,
+                    dead,
+                ) = await pipe.execute()
+        due_since = [
+            float(f[0][1]) for f in (first_due, first_leased) if f and float(f[0][1]) <= now
+        ]
+        return QueueStats(
+            queued=waiting + expired,
+            in_flight=in_flight,
+            due=due + expired,
+            oldest_due_age=now - min(due_since) if due_since else 0.0,
+            dead_letters=dead,
+        )
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
+        """Wait for a publish on the wake-up channel, at most ``timeout`` seconds.
+
+        One waiter listens at a time (a pub/sub connection is not shared); others sleep.
+        While Redis is away this sleeps instead; redis-py resubscribes on the first read
+        once it is back. It never raises: it is only a hint.
+        """
+        if self._wait_lock.locked():
+            await asyncio.sleep(timeout)
+            return
+        async with self._wait_lock:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                if not self._pubsub.subscribed:  # open() could not subscribe
+                    await self._pubsub.subscribe(self._wake_channel)
+                # Not cancelled from outside: a read cut short would cost the connection.
+                while (remaining := deadline - loop.time()) > 0:
+                    if await self._pubsub.get_message(timeout=remaining) is not None:
+                        break
+                # Drain what else arrived meanwhile: one wake-up is enough.
+                for _ in range(100):
+                    if await self._pubsub.get_message(timeout=0) is None:
+                        break
+            except _UNAVAILABLE:
+                await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def get_thread(self, key: str) -> ThreadRef | None:
+        with self._unavailable():
+            value = await self._client.get(self._key(f"thread:{key}"))
+        return None if value is None else ThreadRef(**json.loads(value))
+
+    async def put_thread(self, key: str, ref: ThreadRef, ttl: float, now: float) -> None:
+        name = self._key(f"thread:{key}")
+        with self._unavailable():
+            if ttl <= 0:
+                await self._client.delete(name)
+            else:
+                await self._client.set(name, json.dumps(asdict(ref)), px=math.ceil(ttl * 1000))
+
+    async def delete_all_keys(self) -> int:
+        """Delete every key under this store's prefix (tests and benchmarks clean up with it)."""
+        deleted = 0
+        with self._unavailable():
+            batch: list[str] = []
+            async for name in self._client.scan_iter(match=f"{self.prefix}*", count=1000):
+                batch.append(name)
+                if len(batch) >= 1000:
+                    deleted += await self._client.unlink(*batch)
+                    batch = []
+            if batch:
+                deleted += await self._client.unlink(*batch)
+        return deleted
+
+    def _log_args(self, record: DeliveryRecord) -> list[str]:
+        return [
+            record.job_id,
+            _num(record.at),
+            json.dumps(asdict(record), separators=(",", ":")),
+            self._log_size,
+        ]
+
+
+def _rows(flat: list[Any], width: int) -> Iterator[tuple[Any, ...]]:
+    """Split a script's flat reply into rows of ``width``."""
+    for start in range(0, len(flat), width):
+        yield tuple(flat[start : start + width])

@@ -1,0 +1,243 @@
+"""The Lua scripts that make each ``RedisStore`` write atomic (Redis runs a script alone).
+
+Each ``Lua`` names the fixed keys its script expects, in ``KEYS`` order (``RedisStore``
+prefixes them and registers the scripts). Every key a script touches arrives in
+``KEYS``, so a prefix with a hash tag keeps them in one Cluster slot. Times and
+payloads arrive in ``ARGV`` as strings and are stored as given: Lua's own number
+formatting keeps only 14 digits, so no script turns a float back into a string.
+
+A job is in exactly one of ``due`` (zset, score = when it may be claimed), ``leased``
+(zset, score = lease end) or ``dead`` (zset, score = when it died); its fields live in
+the hashes ``payload``, ``attempts``, ``enqueued``, ``first``, ``last`` (and
+``reason``/``error`` once dead). A write on a job that is not where the script expects
+(already completed, or dead-lettered by a worker that took over an expired lease)
+changes nothing but the delivery log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Lua:
+    keys: tuple[str, ...]  # names of the fixed keys, in KEYS order, before the prefix
+    source: str
+
+
+# Appends one record to the delivery log (a zset by time, members prefixed with a
+# counter so equal times keep their order) and keeps the newest ``size`` records.
+_LOG = """
+local function log(deliveries, counter, at, record, size)
+    local n = redis.call('INCR', counter)
+    redis.call('ZADD', deliveries, at, string.format('%015d', n) .. record)
+    redis.call('ZREMRANGEBYRANK', deliveries, 0, -(tonumber(size) + 1))
+end
+"""
+
+# KEYS: these, then one dedup key per job.
+# ARGV: now, wake channel, then per job: id, payload, expires_at, ttl_ms.
+# Returns the ids enqueued.
+ENQUEUE = Lua(
+    ("due", "payload", "attempts", "enqueued"),
+    """
+local now = tonumber(ARGV[1])
+local enqueued = {}
+for i = 5, #KEYS do
+    local arg = 3 + (i - 5) * 4
+    local id, ttl_ms = ARGV[arg], tonumber(ARGV[arg + 3])
+    local mark = redis.call('GET', KEYS[i])
+    if not mark or tonumber(mark) <= now then
+        if ttl_ms > 0 then
+            redis.call('SET', KEYS[i], ARGV[arg + 2], 'PX', ttl_ms)
+        end
+        if redis.call('HSETNX', KEYS[2], id, ARGV[arg + 1]) == 1 then
+            redis.call('HSET', KEYS[3], id, 0)
+            redis.call('HSET', KEYS[4], id, ARGV[1])
+            redis.call('ZADD', KEYS[1], ARGV[1], id)
+            enqueued[#enqueued + 1] = id
+        end
+    end
+end
+if #enqueued > 0 then
+    redis.call('PUBLISH', ARGV[2], '1')
+end
+return enqueued
+""",
+)
+
+# ARGV: now, lease_until, limit.
+# Expired leases go back to ``due`` (scored by their lease end), then the oldest due
+# jobs move to ``leased``. Returns id, payload, attempts, enqueued_at per job.
+CLAIM = Lua(
+    ("due", "leased", "payload", "attempts", "enqueued"),
+    """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES')
+for i = 1, #expired, 2 do
+    redis.call('ZADD', KEYS[1], expired[i + 1], expired[i])
+end
+if #expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+if #ids == 0 then
+    return {}
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ids - 1)
+local out = {}
+for _, id in ipairs(ids) do
+    local payload = redis.call('HGET', KEYS[3], id)
+    if payload then
+        redis.call('ZADD', KEYS[2], ARGV[2], id)
+        out[#out + 1] = id
+        out[#out + 1] = payload
+        out[#out + 1] = redis.call('HGET', KEYS[4], id)
+        out[#out + 1] = redis.call('HGET', KEYS[5], id)
+    end
+end
+return out
+""",
+)
+
+# ARGV: id, at, record, log size.
+COMPLETE = Lua(
+    (
+        "due",
+        "leased",
+        "payload",
+        "attempts",
+        "enqueued",
+        "first",
+        "last",
+        "deliveries",
+        "delivery_seq",
+    ),
+    _LOG
+    + """
+local id = ARGV[1]
+if redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[2], id) > 0 then
+    for i = 3, 7 do
+        redis.call('HDEL', KEYS[i], id)
+    end
+end
+log(KEYS[8], KEYS[9], ARGV[2], ARGV[3], ARGV[4])
+""",
+)
+
+# ARGV: id, at, record, log size, not_before.
+RESCHEDULE = Lua(
+    ("due", "leased", "attempts", "first", "last", "deliveries", "delivery_seq"),
+    _LOG
+    + """
+local id = ARGV[1]
+if redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[2], id) > 0 then
+    redis.call('ZADD', KEYS[1], ARGV[5], id)
+    redis.call('HINCRBY', KEYS[3], id, 1)
+    redis.call('HSETNX', KEYS[4], id, ARGV[2])
+    redis.call('HSET', KEYS[5], id, ARGV[2])
+end
+log(KEYS[6], KEYS[7], ARGV[2], ARGV[3], ARGV[4])
+""",
+)
+
+# ARGV: id, at, record, log size, reason, error.
+DEAD_LETTER = Lua(
+    (
+        "due",
+        "leased",
+        "attempts",
+        "first",
+        "last",
+        "deliveries",
+        "delivery_seq",
+        "dead",
+        "reason",
+        "error",
+    ),
+    _LOG
+    + """
+local id = ARGV[1]
+if redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[2], id) > 0 then
+    redis.call('HINCRBY', KEYS[3], id, 1)
+    redis.call('HSETNX', KEYS[4], id, ARGV[2])
+    redis.call('HSET', KEYS[5], id, ARGV[2])
+    redis.call('ZADD', KEYS[8], ARGV[2], id)
+    redis.call('HSET', KEYS[9], id, ARGV[5])
+    redis.call('HSET', KEYS[10], id, ARGV[6])
+end
+log(KEYS[6], KEYS[7], ARGV[2], ARGV[3], ARGV[4])
+""",
+)
+
+# ARGV: id, not_before.
+RELEASE = Lua(
+    ("due", "leased"),
+    """
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+""",
+)
+
+# ARGV: now, wake channel, limit, [id]. Replays ``id``, or else the ``limit`` oldest
+# dead letters; returns how many were replayed.
+REPLAY = Lua(
+    ("dead", "reason", "error", "first", "last", "attempts", "enqueued", "due"),
+    """
+local ids
+if ARGV[4] then
+    ids = {ARGV[4]}
+else
+    ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+end
+local replayed = 0
+for _, id in ipairs(ids) do
+    if redis.call('ZREM', KEYS[1], id) == 1 then
+        for i = 2, 5 do
+            redis.call('HDEL', KEYS[i], id)
+        end
+        redis.call('HSET', KEYS[6], id, 0)
+        redis.call('HSET', KEYS[7], id, ARGV[1])
+        redis.call('ZADD', KEYS[8], ARGV[1], id)
+        replayed = replayed + 1
+    end
+end
+if replayed > 0 then
+    redis.call('PUBLISH', ARGV[2], '1')
+end
+return replayed
+""",
+)
+
+# ARGV: limit.
+# Deletes the ``limit`` oldest dead letters; returns how many.
+PURGE = Lua(
+    ("dead", "reason", "error", "first", "last", "attempts", "enqueued", "payload"),
+    """
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+for _, id in ipairs(ids) do
+    redis.call('ZREM', KEYS[1], id)
+    for i = 2, 8 do
+        redis.call('HDEL', KEYS[i], id)
+    end
+end
+return #ids
+""",
+)
+
+# ARGV: limit.
+# Newest first: id, reason, error, attempts, first, last, payload per dead letter.
+DEAD_LETTERS = Lua(
+    ("dead", "reason", "error", "attempts", "first", "last", "payload"),
+    """
+local ids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local out = {}
+for _, id in ipairs(ids) do
+    out[#out + 1] = id
+    for i = 2, 7 do
+        out[#out + 1] = redis.call('HGET', KEYS[i], id) or ''
+    end
+end
+return out
+""",
+)

@@ -1,0 +1,370 @@
+"""``SQLiteStore``: the embedded default ``Store``, one WAL-mode SQLite file.
+
+Owns the queries and the mapping between rows and the protocol's types. Writes (claims
+included) go through ``GroupCommitWriter``: concurrent callers share one transaction and
+each returns only after it is committed, so a 202 means the job is on disk. Queries go
+through ``Reader`` on their own connection. No SQLite call runs on the event loop thread.
+The schema and its migrations live in ``sqlite_schema``.
+
+Durability: ``synchronous=FULL`` (default) fsyncs the WAL at every commit and survives a
+power loss. ``NORMAL`` fsyncs only at checkpoints: it survives a crash of the process
+but a power loss may drop the last commits. Group commit makes FULL cheap enough that
+it is the default (see ``bench/store_bench.py``).
+
+Only one process should serve from one file (a second would work, serialised by
+SQLite's lock, but ``wait_for_work`` would not hear its enqueues); the CLI may open the
+file alongside a running server for operator commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from notifier.dedup import PlannedJob
+from notifier.notification import Notification
+from notifier.store.base import (
+    ClaimedJob,
+    DeadLetter,
+    DeliveryRecord,
+    EnqueueResult,
+    QueueStats,
+    ThreadRef,
+)
+from notifier.store.recent import RecentNotifications
+from notifier.store.sqlite_schema import Synchronous, connect_reader, connect_writer
+from notifier.store.sqlite_threads import GroupCommitWriter, Reader
+
+# A job may be claimed when this is <= now: its not_before, or its lease's end.
+_DUE = "coalesce(lease_until, not_before)"
+_SWEEP_BATCH = 256  # expired dedup marks / thread refs removed per write, at most
+
+_MARK = """
+    INSERT INTO dedup (key, expires_at) VALUES (?, ?)
+    ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+    WHERE dedup.expires_at <= ?
+"""
+_INSERT_JOB = """
+    INSERT INTO jobs (id, channel, payload, not_before, enqueued_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO NOTHING
+"""
+_SWEEP_DEDUP = f"""
+    DELETE FROM dedup WHERE key IN
+    (SELECT key FROM dedup WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})
+"""
+_CLAIMABLE = f"""
+    SELECT seq, id, payload, attempts, enqueued_at FROM jobs
+    WHERE state = 'queued' AND {_DUE} <= ?
+    ORDER BY {_DUE}, seq LIMIT ?
+"""
+_COUNT_ATTEMPT = """
+    attempts = attempts + 1,
+    first_attempt_at = coalesce(first_attempt_at, :at),
+    last_attempt_at = :at,
+    lease_until = NULL,
+    reason = :reason,
+    error = :error
+"""
+_RESCHEDULE = f"""
+    UPDATE jobs SET {_COUNT_ATTEMPT}, not_before = :not_before
+    WHERE id = :id AND state = 'queued'
+"""
+_DEAD_LETTER = (
+    f"UPDATE jobs SET {_COUNT_ATTEMPT}, state = 'dead' WHERE id = :id AND state = 'queued'"
+)
+_REPLAY = """
+    UPDATE jobs SET state = 'queued', not_before = :now, enqueued_at = :now, attempts = 0,
+        lease_until = NULL, first_attempt_at = NULL, last_attempt_at = NULL,
+        reason = NULL, error = NULL
+    WHERE state = 'dead'
+"""
+_LOG = """
+    INSERT INTO deliveries (job_id, channel, channel_type, outcome, reason, error, latency,
+        at, received_at, severity, status, alerts)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_DELIVERY_COLUMNS = (
+    "job_id, channel, channel_type, outcome, reason, error, latency, at, received_at,"
+    " severity, status, alerts"
+)
+_DEAD_COLUMNS = "id, channel, reason, error, attempts, first_attempt_at, last_attempt_at, payload"
+
+
+class SQLiteStore:
+    """A ``Store`` in one SQLite file, created (with its folder) on ``open()``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        delivery_log_size: int = 100_000,
+        synchronous: Synchronous = "FULL",
+    ) -> None:
+        self.path = path
+        self._log_size = delivery_log_size
+        name = f"SQLite store {path}"
+        self._writer = GroupCommitWriter(partial(connect_writer, path, synchronous), name)
+        self._reader = Reader(partial(connect_reader, path), name)
+        self._recent = RecentNotifications()
+
+    async def open(self) -> None:
+        """Start the threads and create or migrate the file; ``StoreUnavailable`` if it can't."""
+        self._writer.start()
+        self._reader.start()
+        await self.ping()
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        await self._reader.stop()
+
+    async def ping(self) -> None:
+        await self._writer.run(_ping)
+
+    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+        rows = [
+            (
+                job.dedup_key,
+                now + job.dedup_ttl,
+                job.notification.job_id,
+                job.notification.channel,
+                job.notification.model_dump_json(),
+            )
+            for job in jobs
+        ]
+        result = await self._writer.run(partial(_enqueue, rows, now))
+        stored = set(result.enqueued)
+        self._recent.remember(job.notification for job in jobs if job.notification.job_id in stored)
+        return result
+
+    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]:
+        rows = await self._writer.run(partial(_claim, limit, now + lease, now))
+        return [
+            ClaimedJob(self._recent.take(job_id, payload), attempts, enqueued_at)
+            for job_id, payload, attempts, enqueued_at in rows
+        ]
+
+    async def complete(self, record: DeliveryRecord) -> None:
+        await self._writer.run(partial(_complete, record, self._log_size))
+
+    async def reschedule(self, record: DeliveryRecord, not_before: float) -> None:
+        params = _attempt_params(record) | {"not_before": not_before}
+        await self._writer.run(partial(_finish, _RESCHEDULE, params, record, self._log_size))
+
+    async def dead_letter(self, record: DeliveryRecord) -> None:
+        params = _attempt_params(record)
+        await self._writer.run(partial(_finish, _DEAD_LETTER, params, record, self._log_size))
+
+    async def release(self, job_id: str, not_before: float) -> None:
+        sql = "UPDATE jobs SET not_before = ?, lease_until = NULL WHERE id = ? AND state = 'queued'"
+        await self._writer.run(partial(_execute, sql, (not_before, job_id)))
+
+    async def next_due_at(self) -> float | None:
+        sql = f"SELECT {_DUE} FROM jobs WHERE state = 'queued' ORDER BY {_DUE} LIMIT 1"
+        row = await self._reader.run(partial(_fetch_one, sql, ()))
+        return None if row is None else float(row[0])
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        sql = f"""
+            SELECT {_DEAD_COLUMNS} FROM jobs WHERE state = 'dead'
+            ORDER BY last_attempt_at DESC, seq DESC LIMIT ?
+        """
+        rows = await self._reader.run(partial(_fetch_all, sql, (limit,)))
+        return [
+            DeadLetter(
+                id=job_id,
+                channel=channel,
+                reason=reason,
+                error=error,
+                attempts=attempts,
+                first_attempt_at=first,
+                last_attempt_at=last,
+                notification=Notification.model_validate_json(payload),
+            )
+            for job_id, channel, reason, error, attempts, first, last, payload in rows
+        ]
+
+    async def replay(self, job_id: str, now: float) -> bool:
+        params = {"now": now, "id": job_id}
+        return await self._writer.run(partial(_execute, f"{_REPLAY} AND id = :id", params)) > 0
+
+    async def replay_all(self, now: float) -> int:
+        return await self._writer.run(partial(_execute, _REPLAY, {"now": now}))
+
+    async def purge_dead_letters(self) -> int:
+        return await self._writer.run(
+            partial(_execute, "DELETE FROM jobs WHERE state = 'dead'", ())
+        )
+
+    async def deliveries(
+        self, limit: int = 100, since: float | None = None
+    ) -> list[DeliveryRecord]:
+        sql = f"""
+            SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE at >= ?
+            ORDER BY at DESC, id DESC LIMIT ?
+        """
+        params = (float("-inf") if since is None else since, limit)
+        rows = await self._reader.run(partial(_fetch_all, sql, params))
+        return [DeliveryRecord(*row) for row in rows]
+
+    async def stats(self, now: float) -> QueueStats:
+        return await self._reader.run(partial(_stats, now))
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
+        await asyncio.sleep(timeout)
+
+    async def get_thread(self, key: str) -> ThreadRef | None:
+        sql = "SELECT channel_id, ts FROM threads WHERE key = ?"
+        row = await self._reader.run(partial(_fetch_one, sql, (key,)))
+        return None if row is None else ThreadRef(channel_id=row[0], ts=row[1])
+
+    async def put_thread(self, key: str, ref: ThreadRef, ttl: float, now: float) -> None:
+        await self._writer.run(partial(_put_thread, key, ref, now + ttl, now))
+
+
+# The functions below run on the store's threads, inside its transactions.
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'ping'")
+
+
+def _execute(
+    sql: str, params: Sequence[object] | dict[str, object], conn: sqlite3.Connection
+) -> int:
+    return conn.execute(sql, params).rowcount
+
+
+def _fetch_one(
+    sql: str, params: Sequence[object], conn: sqlite3.Connection
+) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+    return row
+
+
+def _fetch_all(
+    sql: str, params: Sequence[object], conn: sqlite3.Connection
+) -> list[tuple[Any, ...]]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _enqueue(
+    rows: list[tuple[str, float, str, str, str]], now: float, conn: sqlite3.Connection
+) -> EnqueueResult:
+    enqueued: list[str] = []
+    deduplicated = 0
+    for key, expires_at, job_id, channel, payload in rows:
+        # Insert-if-absent: an expired mark is overwritten, a live one stays and wins.
+        if conn.execute(_MARK, (key, expires_at, now)).rowcount == 0:
+            deduplicated += 1
+        elif conn.execute(_INSERT_JOB, (job_id, channel, payload, now, now)).rowcount == 0:
+            deduplicated += 1  # this very job is already stored
+        else:
+            enqueued.append(job_id)
+    conn.execute(_SWEEP_DEDUP, (now,))
+    return EnqueueResult(tuple(enqueued), deduplicated)
+
+
+def _claim(
+    limit: int, lease_until: float, now: float, conn: sqlite3.Connection
+) -> list[tuple[str, str, int, float]]:
+    """Lease the oldest due jobs; atomic, as every op runs inside the writer's transaction.
+
+    A SELECT then an UPDATE rather than ``UPDATE ... RETURNING``: RETURNING yields rows
+    in no defined order and only their new values, and oldest-first is the contract.
+    Both statements walk the ``jobs_due`` index; the claim is still one op, whatever N.
+    """
+    rows = conn.execute(_CLAIMABLE, (now, limit)).fetchall()
+    conn.executemany(
+        "UPDATE jobs SET lease_until = ? WHERE seq = ?", [(lease_until, row[0]) for row in rows]
+    )
+    return [row[1:] for row in rows]
+
+
+def _complete(record: DeliveryRecord, log_size: int, conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM jobs WHERE id = ? AND state = 'queued'", (record.job_id,))
+    _log(conn, record, log_size)
+
+
+def _finish(
+    sql: str,
+    params: dict[str, object],
+    record: DeliveryRecord,
+    log_size: int,
+    conn: sqlite3.Connection,
+) -> None:
+    conn.execute(sql, params)
+    _log(conn, record, log_size)
+
+
+def _attempt_params(record: DeliveryRecord) -> dict[str, object]:
+    return {
+        "id": record.job_id,
+        "at": record.at,
+        "reason": record.reason or "other",
+        "error": record.error,
+    }
+
+
+def _log(conn: sqlite3.Connection, record: DeliveryRecord, log_size: int) -> None:
+    """Append ``record`` and drop what falls out of the newest ``log_size`` rows."""
+    row_id = conn.execute(
+        _LOG,
+        (
+            record.job_id,
+            record.channel,
+            record.channel_type,
+            record.outcome,
+            record.reason,
+            record.error,
+            record.latency,
+            record.at,
+            record.received_at,
+            record.severity,
+            record.status,
+            record.alerts,
+        ),
+    ).lastrowid
+    assert row_id is not None
+    # A rowid range delete: one index seek, and in steady state one row.
+    conn.execute("DELETE FROM deliveries WHERE id <= ?", (row_id - log_size,))
+
+
+def _stats(now: float, conn: sqlite3.Connection) -> QueueStats:
+    def scalar(sql: str, *params: object) -> Any:
+        return conn.execute(sql, params).fetchone()[0]
+
+    queued = "state = 'queued'"
+    total = scalar(f"SELECT count(*) FROM jobs WHERE {queued}")
+    in_flight = scalar(
+        f"SELECT count(*) FROM jobs WHERE {queued} AND {_DUE} > ? AND lease_until IS NOT NULL",
+        now,
+    )
+    due = scalar(f"SELECT count(*) FROM jobs WHERE {queued} AND {_DUE} <= ?", now)
+    oldest = scalar(f"SELECT min({_DUE}) FROM jobs WHERE {queued}")
+    return QueueStats(
+        queued=total - in_flight,
+        in_flight=in_flight,
+        due=due,
+        oldest_due_age=now - oldest if due else 0.0,
+        dead_letters=scalar("SELECT count(*) FROM jobs WHERE state = 'dead'"),
+    )
+
+
+def _put_thread(
+    key: str, ref: ThreadRef, expires_at: float, now: float, conn: sqlite3.Connection
+) -> None:
+    conn.execute(
+        f"""DELETE FROM threads WHERE key IN
+        (SELECT key FROM threads WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})""",
+        (now,),
+    )
+    conn.execute(
+        """INSERT INTO threads (key, channel_id, ts, expires_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (key) DO UPDATE SET
+            channel_id = excluded.channel_id, ts = excluded.ts, expires_at = excluded.expires_at""",
+        (key, ref.channel_id, ref.ts, expires_at),
+    )

@@ -1,0 +1,230 @@
+"""The two threads that own the SQLite store's connections; the event loop never blocks on SQLite.
+
+``GroupCommitWriter``: every write is a small function of a connection (an *op*) put on
+a queue. One thread takes whatever ops are waiting (up to ``max_batch``), runs them in
+ONE transaction, each inside its own savepoint, commits, and only then resolves each
+caller's future. While it commits (an fsync), new ops pile up and form the next batch,
+so under load one fsync serves many requests: a group commit.
+
+- An op that raises (a bug, a constraint) is rolled back to its savepoint and fails
+  alone; the rest of the batch commits.
+- A store-level error (``OperationalError``: disk I/O error, read-only file, disk full,
+  database locked past the busy timeout; an unreadable file) fails the whole batch with
+  ``StoreUnavailable`` and drops the connection. The next op opens a new one, so the
+  store recovers by itself once the file is writable again.
+
+``Reader``: one thread with its own read-only connection, so queries (stats, listings)
+never wait behind a commit; WAL lets them read while the writer writes.
+
+This module knows nothing of the schema beyond ``sqlite_schema``'s connect functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from notifier.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], T]
+
+# Errors that belong to one op (its own bug or constraint), not to the store.
+_OP_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    op: Op[Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_Outcome = tuple[_Item, Any, BaseException | None]
+_STOP = object()
+
+
+def _store_level(exc: BaseException) -> bool:
+    """True when ``exc`` says the store cannot be used, rather than that one op is wrong."""
+    return isinstance(exc, sqlite3.Error | OSError) and not isinstance(exc, _OP_ERRORS)
+
+
+def _resolve(outcomes: list[_Outcome]) -> None:
+    """Resolve futures on their own loop (called there, once per batch and loop)."""
+    for item, value, error in outcomes:
+        if item.future.done():  # the caller was cancelled
+            continue
+        if error is None:
+            item.future.set_result(value)
+        else:
+            item.future.set_exception(error)
+
+
+class GroupCommitWriter:
+    """One thread, one connection, one transaction per batch of queued ops."""
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], name: str, *, max_batch: int = 1024
+    ) -> None:
+        self._connect = connect
+        self._name = name  # e.g. "SQLite store /data/notifier.db", for error messages
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        if self._thread is None:
+            # A daemon, so a process that exits without close() does not hang on it;
+            # SQLite's WAL makes a cut-off transaction simply absent.
+            self._thread = threading.Thread(
+                target=self._run, name="notifier-sqlite-writer", daemon=True
+            )
+            self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish the queued ops, close the connection, end the thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(thread.join)
+
+    async def run(self, op: Op[T]) -> T:
+        """Run ``op`` in the next batch; return its result once the batch is committed."""
+        if self._thread is None:
+            raise StoreUnavailable(f"{self._name} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Item(op, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Item] = []
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            assert isinstance(first, _Item)
+            batch.append(first)
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                assert isinstance(item, _Item)
+                batch.append(item)
+            self._hand_back(self._execute(batch))
+        self._drop_connection()
+
+    def _execute(self, batch: list[_Item]) -> list[_Outcome]:
+        outcomes: list[_Outcome] = []
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = item.op(conn)
+                except Exception as exc:
+                    if _store_level(exc):
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((item, None, exc))
+                else:
+                    outcomes.append((item, value, None))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except StoreUnavailable as exc:  # raised by connect (schema too new, SQLite too old)
+            self._drop_connection()
+            return [(item, None, exc) for item in batch]
+        except Exception as exc:  # sqlite3.Error or OSError; the thread must outlive anything
+            log.warning("%s cannot write: %s", self._name, exc)
+            self._drop_connection()
+            error = StoreUnavailable(f"{self._name} cannot write: {exc}")
+            return [(item, None, error) for item in batch]
+        return outcomes
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the connection is being thrown away; the rollback is best effort
+            conn.close()
+
+    @staticmethod
+    def _hand_back(outcomes: list[_Outcome]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, settled in by_loop.items():
+            # A closed loop raises RuntimeError: nobody there is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, settled)
+
+
+class Reader:
+    """One thread with its own read-only connection; each query runs in one read transaction."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._connect = connect
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="notifier-sqlite-reader")
+
+    async def stop(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, self._drop_connection)
+            executor.shutdown(wait=False)
+
+    async def run(self, op: Op[T]) -> T:
+        if self._executor is None:
+            raise StoreUnavailable(f"{self._name} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, op)
+
+    def _call(self, op: Op[T]) -> T:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            self._conn.execute("BEGIN")
+            try:
+                return op(self._conn)
+            finally:
+                self._conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if not _store_level(exc):
+                raise
+            self._drop_connection()
+            raise StoreUnavailable(f"{self._name} cannot be read: {exc}") from exc
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,397 @@
+"""The contract every ``Store`` implementation keeps, written once.
+
+``StoreContract`` is not collected by itself (the file name does not start with
+``test_``); ``tests/test_store_contract.py`` subclasses it with a ``store`` fixture
+parametrised over memory, SQLite and Redis. A store for these tests keeps
+``DELIVERY_LOG_SIZE`` delivery records.
+
+Times are small made-up unix seconds, passed in as the protocol says, except where a
+store may rely on a real clock (Slack thread expiry in Redis).
+
+Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
+
+- a dedup mark is present while ``expires_at > now``; it outlives its job (a completed
+  job still deduplicates); a job id that is already stored counts as deduplicated;
+- "oldest first" means by due time (``not_before``, or the end of an expired lease),
+  ties in enqueue order where the store keeps one (Redis: by id);
+- ``complete`` / ``reschedule`` / ``dead_letter`` / ``release`` change a job only while
+  it is queued (leased or not); on a dead or unknown job they change nothing, and the
+  three that end an attempt still log it (a late answer from a worker whose lease ran
+  out is harmless);
+- a dead letter's ``reason`` is the record's, or ``"other"`` when it has none;
+- ``replay`` makes the job due at ``now`` with ``attempts`` 0 and ``enqueued_at`` = now
+  (its retry budget starts again); it answers False for a queued or unknown job;
+- ``deliveries`` are ordered by ``at``, newest first; the log keeps the newest
+  ``delivery_log_size`` records;
+- ``stats``: ``queued`` counts waiting jobs (expired leases included), ``due`` those
+  claimable at ``now``, ``oldest_due_age`` is ``now`` minus the earliest due time;
+- a Slack thread ref is kept at least ``ttl``; expired refs disappear once a later
+  ``put_thread`` has swept them (SQLite, memory) or their Redis TTL ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from notifier.dedup import PlannedJob
+from notifier.notification import Notification
+from notifier.payload import WebhookPayload
+from notifier.store.base import (
+    ClaimedJob,
+    DeliveryRecord,
+    Outcome,
+    QueueStats,
+    Store,
+    ThreadRef,
+)
+
+DELIVERY_LOG_SIZE = 10
+_FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "grouped_firing_4_alerts.json"
+_PAYLOAD = WebhookPayload.model_validate_json(_FIXTURE.read_text())
+
+
+def notification(
+    job_id: str, channel: str = "ops-slack", received_at: float = 99.5
+) -> Notification:
+    """A realistic notification: the fixture's four alerts plus non-ASCII text."""
+    return Notification(
+        job_id=job_id,
+        channel=channel,
+        route="critical",
+        received_at=received_at,
+        receiver=_PAYLOAD.receiver,
+        status=_PAYLOAD.status,
+        group_key=_PAYLOAD.group_key,
+        group_labels=_PAYLOAD.group_labels,
+        common_labels={**_PAYLOAD.common_labels, "équipe": "ops ☎"},
+        common_annotations=_PAYLOAD.common_annotations,
+        external_url=_PAYLOAD.external_url,
+        truncated_alerts=3,
+        alerts=tuple(_PAYLOAD.alerts),
+    )
+
+
+def planned(job_id: str, key: str | None = None, ttl: float = 60.0) -> PlannedJob:
+    return PlannedJob(notification(job_id), dedup_key=key or f"key-{job_id}", dedup_ttl=ttl)
+
+
+def record(
+    job_id: str, at: float, outcome: Outcome = "delivered", **changes: object
+) -> DeliveryRecord:
+    fields: dict[str, object] = {
+        "job_id": job_id,
+        "channel": "ops-slack",
+        "channel_type": "slack",
+        "outcome": outcome,
+        "reason": None if outcome == "delivered" else "server_error",
+        "error": "ok ts=1.2" if outcome == "delivered" else "HTTP 503 from slack.com",
+        "latency": 0.125,
+        "at": at,
+        "received_at": 99.5,
+        "severity": "critical",
+        "status": "firing",
+        "alerts": 4,
+    }
+    fields.update(changes)
+    return DeliveryRecord(**fields)  # type: ignore[arg-type]
+
+
+def ids(claimed: list[ClaimedJob]) -> list[str]:
+    return [job.id for job in claimed]
+
+
+class StoreContract:
+    """Tests every store must pass; subclasses provide the ``store`` fixture."""
+
+    async def test_ping_answers(self, store: Store) -> None:
+        await store.ping()
+        assert await store.stats(now=0.0) == QueueStats(0, 0, 0, 0.0, 0)
+
+    async def test_enqueued_notification_round_trips_exactly(self, store: Store) -> None:
+        job = planned("j1")
+        result = await store.enqueue([job], now=100.0)
+        assert result.enqueued == ("j1",)
+        assert result.deduplicated == 0
+        [claimed] = await store.claim(limit=10, lease=30.0, now=100.0)
+        assert claimed.notification == job.notification
+        assert claimed.notification.model_dump_json() == job.notification.model_dump_json()
+        assert claimed.attempts == 0
+        assert claimed.enqueued_at == 100.0
+        # Claimed again (a store may hand the first claim the object it was given):
+        # now it comes back from what the store kept.
+        await store.release("j1", not_before=100.0)
+        [again] = await store.claim(limit=10, lease=30.0, now=100.0)
+        assert again.notification == job.notification
+        assert again.notification.model_dump_json() == job.notification.model_dump_json()
+
+    async def test_same_key_twice_in_one_call_is_one_job(self, store: Store) -> None:
+        result = await store.enqueue([planned("a", key="k"), planned("b", key="k")], now=100.0)
+        assert result.enqueued == ("a",)
+        assert result.deduplicated == 1
+        assert ids(await store.claim(limit=10, lease=30.0, now=100.0)) == ["a"]
+
+    async def test_same_key_across_calls_is_deduplicated(self, store: Store) -> None:
+        await store.enqueue([planned("a", key="k")], now=100.0)
+        result = await store.enqueue([planned("b", key="k")], now=101.0)
+        assert result.enqueued == ()
+        assert result.deduplicated == 1
+        assert (await store.stats(now=101.0)).queued == 1
+
+    async def test_key_expires_after_ttl_by_the_passed_in_clock(self, store: Store) -> None:
+        await store.enqueue([planned("a", key="k", ttl=60.0)], now=100.0)
+        early = await store.enqueue([planned("b", key="k", ttl=60.0)], now=159.5)
+        assert early.deduplicated == 1
+        late = await store.enqueue([planned("c", key="k", ttl=60.0)], now=160.0)
+        assert late.enqueued == ("c",)
+        # The mark set at 160 counts from 160, not from the first one.
+        again = await store.enqueue([planned("d", key="k", ttl=60.0)], now=219.0)
+        assert again.deduplicated == 1
+
+    async def test_completed_job_still_deduplicates_its_key(self, store: Store) -> None:
+        await store.enqueue([planned("a", key="k")], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        await store.complete(record("a", at=101.0))
+        result = await store.enqueue([planned("b", key="k")], now=102.0)
+        assert result.deduplicated == 1
+
+    async def test_different_keys_are_both_enqueued(self, store: Store) -> None:
+        result = await store.enqueue([planned("a", key="k1"), planned("b", key="k2")], now=100.0)
+        assert sorted(result.enqueued) == ["a", "b"]
+        assert result.deduplicated == 0
+
+    async def test_claim_hands_out_due_jobs_oldest_first_within_limit(self, store: Store) -> None:
+        for index, job_id in enumerate(["first", "second", "third", "fourth"]):
+            await store.enqueue([planned(job_id)], now=100.0 + index)
+        assert ids(await store.claim(limit=2, lease=30.0, now=110.0)) == ["first", "second"]
+        assert ids(await store.claim(limit=5, lease=30.0, now=110.0)) == ["third", "fourth"]
+        assert await store.claim(limit=5, lease=30.0, now=110.0) == []
+
+    async def test_claim_orders_by_due_time_not_enqueue_time(self, store: Store) -> None:
+        await store.enqueue([planned("early")], now=100.0)
+        await store.enqueue([planned("late")], now=101.0)
+        await store.claim(limit=1, lease=30.0, now=102.0)
+        await store.reschedule(record("early", at=103.0, outcome="retry"), not_before=150.0)
+        await store.release("late", not_before=0.0)  # never claimed: release only moves it
+        assert ids(await store.claim(limit=5, lease=30.0, now=200.0)) == ["late", "early"]
+
+    async def test_leased_job_is_not_handed_out_until_its_lease_expires(self, store: Store) -> None:
+        await store.enqueue([planned("a")], now=100.0)
+        assert ids(await store.claim(limit=5, lease=30.0, now=100.0)) == ["a"]
+        assert await store.claim(limit=5, lease=30.0, now=129.9) == []
+        [again] = await store.claim(limit=5, lease=30.0, now=130.0)
+        assert again.id == "a"
+        assert again.attempts == 0  # a lost lease is not a counted attempt
+
+    async def test_job_not_before_in_the_future_is_not_claimed(self, store: Store) -> None:
+        await store.enqueue([planned("a")], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        await store.release("a", not_before=200.0)
+        assert await store.claim(limit=5, lease=30.0, now=199.0) == []
+        assert ids(await store.claim(limit=5, lease=30.0, now=200.0)) == ["a"]
+
+    async def test_complete_removes_the_job_and_logs_the_attempt(self, store: Store) -> None:
+        await store.enqueue([planned("a"), planned("b")], now=100.0)
+        await store.claim(limit=5, lease=30.0, now=100.0)
+        done = record("a", at=101.0)
+        await store.complete(done)
+        assert await store.deliveries() == [done]
+        assert ids(await store.claim(limit=5, lease=30.0, now=500.0)) == ["b"]
+        assert (await store.stats(now=500.0)).in_flight == 1
+
+    async def test_reschedule_counts_the_attempt_and_respects_not_before(
+        self, store: Store
+    ) -> None:
+        await store.enqueue([planned("a")], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        failed = record("a", at=101.0, outcome="retry")
+        await store.reschedule(failed, not_before=110.0)
+        assert await store.deliveries() == [failed]
+        assert await store.claim(limit=1, lease=30.0, now=109.0) == []
+        [claimed] = await store.claim(limit=1, lease=30.0, now=110.0)
+        assert claimed.attempts == 1
+        await store.reschedule(record("a", at=111.0, outcome="retry"), not_before=120.0)
+        [claimed] = await store.claim(limit=1, lease=30.0, now=120.0)
+        assert claimed.attempts == 2
+        assert claimed.enqueued_at == 100.0
+
+    async def test_dead_letter_keeps_reason_error_attempts_and_times(self, store: Store) -> None:
+        job = planned("a")
+        await store.enqueue([job], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        await store.reschedule(record("a", at=101.0, outcome="retry"), not_before=105.0)
+        await store.claim(limit=1, lease=30.0, now=105.0)
+        dead = record("a", at=106.5, outcome="dead", reason="client_error", error="HTTP 404")
+        await store.dead_letter(dead)
+        [letter] = await store.dead_letters()
+        assert letter.id == "a"
+        assert letter.channel == "ops-slack"
+        assert letter.reason == "client_error"
+        assert letter.error == "HTTP 404"
+        assert letter.attempts == 2
+        assert letter.first_attempt_at == 101.0
+        assert letter.last_attempt_at == 106.5
+        assert letter.notification == job.notification
+        assert await store.claim(limit=5, lease=30.0, now=1000.0) == []
+        assert (await store.stats(now=1000.0)).dead_letters == 1
+        assert (await store.deliveries(limit=1))[0] == dead
+
+    async def test_dead_letters_are_listed_newest_first_within_limit(self, store: Store) -> None:
+        await store.enqueue([planned("a"), planned("b"), planned("c")], now=100.0)
+        await store.claim(limit=3, lease=30.0, now=100.0)
+        for at, job_id in [(101.0, "b"), (102.0, "a"), (103.0, "c")]:
+            await store.dead_letter(record(job_id, at=at, outcome="dead"))
+        assert [d.id for d in await store.dead_letters()] == ["c", "a", "b"]
+        assert [d.id for d in await store.dead_letters(limit=2)] == ["c", "a"]
+
+    async def test_replay_puts_a_dead_letter_back_due_now_with_attempts_reset(
+        self, store: Store
+    ) -> None:
+        await store.enqueue([planned("a")], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        await store.dead_letter(record("a", at=101.0, outcome="dead"))
+        assert await store.replay("a", now=500.0) is True
+        assert await store.dead_letters() == []
+        assert await store.next_due_at() == 500.0
+        assert await store.claim(limit=1, lease=30.0, now=499.0) == []
+        [claimed] = await store.claim(limit=1, lease=30.0, now=500.0)
+        assert claimed.attempts == 0
+        assert claimed.enqueued_at == 500.0  # re-enqueued: its retry budget starts again
+        assert await store.replay("a", now=501.0) is False  # queued, not dead
+        assert await store.replay("unknown", now=501.0) is False
+
+    async def test_replay_all_and_purge(self, store: Store) -> None:
+        await store.enqueue([planned(f"j{i}") for i in range(5)], now=100.0)
+        await store.claim(limit=5, lease=30.0, now=100.0)
+        for i in range(5):
+            await store.dead_letter(record(f"j{i}", at=101.0 + i, outcome="dead"))
+        assert await store.replay("j0", now=200.0) is True
+        assert await store.replay_all(now=200.0) == 4
+        assert await store.replay_all(now=200.0) == 0
+        assert len(await store.claim(limit=10, lease=30.0, now=200.0)) == 5
+        for i in range(3):
+            await store.dead_letter(record(f"j{i}", at=201.0, outcome="dead"))
+        assert await store.purge_dead_letters() == 3
+        assert await store.dead_letters() == []
+        assert await store.purge_dead_letters() == 0
+        assert await store.replay("j0", now=210.0) is False
+        assert await store.stats(now=210.0) == QueueStats(0, 2, 0, 0.0, 0)
+
+    async def test_release_hands_a_job_back_without_counting_an_attempt(self, store: Store) -> None:
+        await store.enqueue([planned("a")], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        await store.release("a", not_before=105.0)
+        assert await store.claim(limit=1, lease=30.0, now=104.0) == []
+        [claimed] = await store.claim(limit=1, lease=30.0, now=105.0)
+        assert claimed.attempts == 0
+        assert await store.deliveries() == []
+
+    async def test_deliveries_newest_first_with_limit_and_since(self, store: Store) -> None:
+        await store.enqueue([planned(f"j{i}") for i in range(4)], now=100.0)
+        await store.claim(limit=4, lease=30.0, now=100.0)
+        records = [
+            record("j0", at=101.0),
+            record("j1", at=102.0, outcome="retry"),
+            record("j2", at=103.0, outcome="dead"),
+            record("j3", at=104.0),
+        ]
+        await store.complete(records[0])
+        await store.reschedule(records[1], not_before=200.0)
+        await store.dead_letter(records[2])
+        await store.complete(records[3])
+        assert await store.deliveries() == records[::-1]
+        assert await store.deliveries(limit=2) == [records[3], records[2]]
+        assert await store.deliveries(since=102.0) == [records[3], records[2], records[1]]
+        assert await store.deliveries(limit=1, since=102.0) == [records[3]]
+        assert await store.deliveries(since=105.0) == []
+
+    async def test_delivery_log_keeps_only_the_newest_records(self, store: Store) -> None:
+        total = DELIVERY_LOG_SIZE + 7
+        await store.enqueue([planned(f"j{i}") for i in range(total)], now=100.0)
+        await store.claim(limit=total, lease=30.0, now=100.0)
+        for i in range(total):
+            await store.complete(record(f"j{i}", at=101.0 + i))
+        kept = await store.deliveries(limit=1000)
+        assert [r.job_id for r in kept] == [f"j{i}" for i in reversed(range(7, total))]
+
+    async def test_stats_count_queued_in_flight_due_and_dead(self, store: Store) -> None:
+        await store.enqueue([planned("a"), planned("b"), planned("c")], now=100.0)
+        await store.claim(limit=3, lease=40.0, now=110.0)  # leases end at 150
+        await store.reschedule(record("b", at=111.0, outcome="retry"), not_before=200.0)
+        await store.dead_letter(record("c", at=112.0, outcome="dead"))
+        await store.enqueue([planned("d")], now=130.0)
+        assert await store.stats(now=135.0) == QueueStats(
+            queued=2, in_flight=1, due=1, oldest_due_age=5.0, dead_letters=1
+        )
+        # a's lease ran out at 150: it waits again, due since then
+        assert await store.stats(now=160.0) == QueueStats(
+            queued=3, in_flight=0, due=2, oldest_due_age=30.0, dead_letters=1
+        )
+        assert await store.stats(now=210.0) == QueueStats(
+            queued=3, in_flight=0, due=3, oldest_due_age=80.0, dead_letters=1
+        )
+
+    async def test_next_due_at_follows_jobs_and_leases(self, store: Store) -> None:
+        assert await store.next_due_at() is None
+        await store.enqueue([planned("a")], now=100.0)
+        assert await store.next_due_at() == 100.0
+        await store.claim(limit=1, lease=30.0, now=100.0)
+        assert await store.next_due_at() == 130.0
+        await store.reschedule(record("a", at=101.0, outcome="retry"), not_before=150.0)
+        assert await store.next_due_at() == 150.0
+        await store.enqueue([planned("b")], now=120.0)
+        assert await store.next_due_at() == 120.0
+        await store.claim(limit=1, lease=30.0, now=120.0)
+        await store.complete(record("b", at=121.0))
+        assert await store.next_due_at() == 150.0
+        await store.claim(limit=1, lease=30.0, now=150.0)
+        await store.dead_letter(record("a", at=151.0, outcome="dead"))
+        assert await store.next_due_at() is None
+
+    async def test_late_answers_from_a_worker_that_lost_its_lease_are_harmless(
+        self, store: Store
+    ) -> None:
+        await store.enqueue([planned("a")], now=100.0)
+        await store.claim(limit=1, lease=30.0, now=100.0)  # worker 1, then it stalls
+        await store.claim(limit=1, lease=30.0, now=131.0)  # worker 2 takes over
+        await store.dead_letter(record("a", at=132.0, outcome="dead"))  # worker 2
+        await store.complete(record("a", at=133.0))  # worker 1, late
+        await store.reschedule(record("a", at=134.0, outcome="retry"), not_before=0.0)
+        await store.release("a", not_before=0.0)
+        [letter] = await store.dead_letters()
+        assert letter.attempts == 1
+        assert await store.claim(limit=5, lease=30.0, now=1000.0) == []
+        assert len(await store.deliveries()) == 3  # every attempt that happened is logged
+        await store.complete(record("unknown", at=135.0))  # never enqueued: only logged
+        assert (await store.deliveries(limit=1))[0].job_id == "unknown"
+
+    async def test_concurrent_claims_never_hand_out_a_job_twice(self, store: Store) -> None:
+        await store.enqueue([planned(f"j{i:03}") for i in range(60)], now=100.0)
+        batches = await asyncio.gather(
+            *(store.claim(limit=4, lease=30.0, now=100.0) for _ in range(20))
+        )
+        claimed = [job.id for batch in batches for job in batch]
+        assert sorted(claimed) == [f"j{i:03}" for i in range(60)]
+
+    async def test_concurrent_enqueues_of_one_key_store_one_job(self, store: Store) -> None:
+        results = await asyncio.gather(
+            *(store.enqueue([planned(f"j{i}", key="shared")], now=100.0) for i in range(20))
+        )
+        assert sum(len(r.enqueued) for r in results) == 1
+        assert sum(r.deduplicated for r in results) == 19
+
+    async def test_threads_get_put_and_expire(self, store: Store) -> None:
+        assert await store.get_thread("group-1") is None
+        now = time.time()
+        await store.put_thread("group-1", ThreadRef("C123", "1700000000.000100"), 3600.0, now)
+        assert await store.get_thread("group-1") == ThreadRef("C123", "1700000000.000100")
+        await store.put_thread("group-1", ThreadRef("C123", "1700000001.000200"), 3600.0, now)
+        assert await store.get_thread("group-1") == ThreadRef("C123", "1700000001.000200")
+        # Expired refs are gone once a later write has swept them (SQLite, memory) or
+        # their key has timed out (Redis, real clock): both hold after a real wait.
+        await store.put_thread("short", ThreadRef("C9", "1.1"), 0.05, time.time())
+        await asyncio.sleep(0.15)
+        await store.put_thread("group-2", ThreadRef("C9", "2.2"), 3600.0, time.time())
+        assert await store.get_thread("short") is None
+        assert await store.get_thread("group-1") is not None

@@ -1,0 +1,207 @@
+"""What only the Redis store promises: replicas, outages, TLS and passwords, JSON rows.
+
+The shared semantics are in ``tests/store_contract.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+import trustme
+from redis.exceptions import ResponseError
+
+from notifier.store.base import StoreUnavailable
+from notifier.store.redis import RedisStore
+from notifier.store.redis_batch import ScriptBatcher
+from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
+from tests.store_contract import planned
+
+PASSWORD = "s3cret-redis-pass"
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one prefix of the shared server, as two notifier replicas see it."""
+    url, prefix = require_redis(), fresh_prefix()
+    first, second = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.delete_all_keys()
+    await first.close()
+    await second.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path, free_port(), "--requirepass", PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_enqueue_on_one_replica_wakes_the_other(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    first, second = replicas
+    started = time.monotonic()
+    await first.wait_for_work(0.2)  # nothing published: waits the timeout
+    assert time.monotonic() - started >= 0.19
+    waiter = asyncio.create_task(first.wait_for_work(5.0))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await second.enqueue([planned("a")], now=100.0)
+    await asyncio.wait_for(waiter, 2.0)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_another_replica_takes_over_an_expired_lease(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    first, second = replicas
+    await first.enqueue([planned("a")], now=100.0)
+    assert [job.id for job in await first.claim(limit=1, lease=30.0, now=100.0)] == ["a"]
+    assert await second.claim(limit=1, lease=30.0, now=129.0) == []
+    assert [job.id for job in await second.claim(limit=1, lease=30.0, now=130.0)] == ["a"]
+
+
+async def test_jobs_are_json_and_dedup_marks_are_collected_by_ttl(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    store, _ = replicas
+    job = planned("a", key="k", ttl=60.0)
+    await store.enqueue([job], now=time.time())
+    raw = aioredis.from_url(require_redis(), decode_responses=True)
+    try:
+        prefix = store.prefix
+        payload = await raw.hget(f"{prefix}payload", "a")
+        ttl_ms = await raw.pttl(f"{prefix}dedup:k")
+    finally:
+        await raw.aclose()
+    assert payload is not None
+    assert json.loads(payload) == job.notification.model_dump(mode="json")
+    assert 59_000 < ttl_ms <= 60_000
+
+
+async def test_unreachable_redis_is_unavailable_and_the_error_hides_the_password() -> None:
+    store = RedisStore(f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0", prefix=fresh_prefix())
+    with pytest.raises(StoreUnavailable) as opening:
+        await store.open()
+    with pytest.raises(StoreUnavailable) as enqueueing:
+        await store.enqueue([planned("a")], now=100.0)
+    await store.wait_for_work(0.05)  # a hint only: it never raises
+    await store.close()
+    for error in (opening.value, enqueueing.value):
+        assert "127.0.0.1" in str(error)
+        assert PASSWORD not in str(error)
+
+
+async def test_wrong_password_is_unavailable(private_redis: PrivateRedis) -> None:
+    store = RedisStore(f"redis://:wrong@127.0.0.1:{private_redis.port}/0")
+    with pytest.raises(StoreUnavailable, match="AuthenticationError"):
+        await store.open()
+    await store.close()
+
+
+async def test_store_recovers_by_itself_when_redis_comes_back(
+    private_redis: PrivateRedis,
+) -> None:
+    url = f"redis://:{PASSWORD}@127.0.0.1:{private_redis.port}/0"
+    store, other = RedisStore(url), RedisStore(url)
+    await store.open()
+    await other.open()
+    try:
+        await store.enqueue([planned("before")], now=100.0)
+        private_redis.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+        with pytest.raises(StoreUnavailable):
+            await store.enqueue([planned("during")], now=101.0)
+        await store.wait_for_work(0.05)  # no exception while Redis is away
+        private_redis.start()  # empty again: this server keeps nothing on disk
+        await store.ping()
+        assert (await store.enqueue([planned("after")], now=102.0)).enqueued == ("after",)
+        assert [job.id for job in await store.claim(limit=5, lease=30.0, now=102.0)] == ["after"]
+        # The wake-up subscription comes back too.
+        waiter = asyncio.create_task(store.wait_for_work(5.0))
+        await asyncio.sleep(0.2)
+        await other.enqueue([planned("woken")], now=103.0)
+        await asyncio.wait_for(waiter, 3.0)
+    finally:
+        await store.close()
+        await other.close()
+
+
+async def test_rediss_with_a_password_in_the_url(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    port = free_port()
+    server = PrivateRedis(
+        tmp_path,
+        port,
+        *("--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"),
+        *("--tls-cert-file", str(tmp_path / "cert.pem")),
+        *("--tls-key-file", str(tmp_path / "key.pem")),
+        *("--tls-ca-cert-file", str(tmp_path / "ca.pem")),
+        *("--requirepass", PASSWORD),
+    )
+    server.start()
+    store = RedisStore(
+        f"rediss://:{PASSWORD}@localhost:{port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}"
+    )
+    try:
+        await store.open()
+        assert (await store.enqueue([planned("a")], now=100.0)).enqueued == ("a",)
+        [job] = await store.claim(limit=1, lease=30.0, now=100.0)
+        assert job.notification == planned("a").notification
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_store_opened_while_redis_is_down_works_once_it_is_up(tmp_path: Path) -> None:
+    server = PrivateRedis(tmp_path, free_port())
+    url = f"redis://127.0.0.1:{server.port}/0"
+    store, other = RedisStore(url), RedisStore(url)
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+    server.start()
+    try:
+        await other.open()
+        waiter = asyncio.create_task(store.wait_for_work(5.0))  # subscribes now
+        await asyncio.sleep(0.2)
+        await other.enqueue([planned("a")], now=100.0)
+        await asyncio.wait_for(waiter, 3.0)
+        assert [job.id for job in await store.claim(limit=1, lease=30.0, now=100.0)] == ["a"]
+    finally:
+        await store.close()
+        await other.close()
+        server.stop()
+
+
+async def test_pipelined_calls_each_get_their_own_result_or_error() -> None:
+    client = aioredis.from_url(require_redis(), decode_responses=True)
+    script = client.register_script(
+        "if ARGV[1] == 'bad' then return redis.error_reply('bad call') end return ARGV[1]"
+    )
+    batcher = ScriptBatcher(client)
+    try:
+        results = await asyncio.gather(
+            *(batcher.call(script, [], [arg]) for arg in ["a", "bad", "c"]),
+            return_exceptions=True,
+        )
+    finally:
+        await client.aclose()
+    assert results[0] == "a"
+    assert isinstance(results[1], ResponseError)
+    assert "bad call" in str(results[1])
+    assert results[2] == "c"

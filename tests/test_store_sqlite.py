@@ -1,0 +1,212 @@
+"""What only the SQLite store promises: the file, its schema, group commit, recovery.
+
+The shared semantics are in ``tests/store_contract.py``; these tests look at the file
+with a connection of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from notifier.store import sqlite as sqlite_module
+from notifier.store.base import StoreUnavailable, ThreadRef
+from notifier.store.sqlite import _CLAIMABLE, SQLiteStore
+from notifier.store.sqlite_schema import SCHEMA_VERSION, Synchronous, connect_writer
+from notifier.store.sqlite_threads import GroupCommitWriter
+from tests.binaries import require_binary
+from tests.store_contract import planned, record
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "data" / "notifier.db", delivery_log_size=100)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Ask the file directly, on a connection of the test's own."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_first_open_creates_folder_file_wal_and_schema(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "notifier.db"
+    store = SQLiteStore(path)
+    await store.open()
+    await store.open()  # idempotent
+    await store.close()
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = {name for (name,) in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"jobs", "dedup", "deliveries", "threads", "meta"} <= tables
+
+
+async def test_claim_uses_the_due_index(store: SQLiteStore) -> None:
+    plan = query(store.path, "EXPLAIN QUERY PLAN " + _CLAIMABLE.replace("?", "1"))
+    assert any("USING INDEX jobs_due" in str(row[-1]) for row in plan), plan
+
+
+async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "notifier.db"
+    first = SQLiteStore(path)
+    await first.open()
+    await first.enqueue([planned("queued", key="k1"), planned("dead", key="k2")], now=100.0)
+    await first.claim(limit=2, lease=30.0, now=100.0)
+    await first.release("queued", not_before=150.0)
+    await first.dead_letter(record("dead", at=101.0, outcome="dead", reason="auth"))
+    await first.put_thread("group", ThreadRef("C1", "1.5"), ttl=3600.0, now=100.0)
+    await first.close()
+
+    second = SQLiteStore(path)
+    await second.open()
+    try:
+        assert (await second.enqueue([planned("again", key="k1")], now=110.0)).deduplicated == 1
+        [job] = await second.claim(limit=5, lease=30.0, now=150.0)
+        assert job.notification == planned("queued").notification
+        [letter] = await second.dead_letters()
+        assert (letter.id, letter.reason, letter.attempts) == ("dead", "auth", 1)
+        assert [r.job_id for r in await second.deliveries()] == ["dead"]
+        assert await second.get_thread("group") == ThreadRef("C1", "1.5")
+    finally:
+        await second.close()
+
+
+async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notifier.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    store = SQLiteStore(path)
+    with pytest.raises(StoreUnavailable, match="newer than this notifier"):
+        await store.open()
+    await store.close()
+
+
+@contextmanager
+def counting_commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Record the thread of every COMMIT the store's writer connection runs."""
+    commits: list[int] = []
+
+    def connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
+        conn = connect_writer(path, synchronous)
+        conn.set_trace_callback(
+            lambda sql: commits.append(threading.get_ident()) if sql == "COMMIT" else None
+        )
+        return conn
+
+    monkeypatch.setattr(sqlite_module, "connect_writer", connect)
+    yield commits
+
+
+async def test_concurrent_writes_share_commits_off_the_event_loop_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with counting_commits(monkeypatch) as commits:
+        store = SQLiteStore(tmp_path / "notifier.db")
+        await store.open()
+        commits.clear()
+        results = await asyncio.gather(
+            *(store.enqueue([planned(f"j{i}")], now=100.0) for i in range(200))
+        )
+        enqueue_commits = len(commits)
+        claimed = await store.claim(limit=200, lease=30.0, now=100.0)
+        commits.clear()
+        await asyncio.gather(*(store.complete(record(job.id, at=101.0)) for job in claimed))
+        complete_commits = len(commits)
+        await store.close()
+
+    assert sum(len(r.enqueued) for r in results) == 200
+    assert 1 <= enqueue_commits <= 20, enqueue_commits
+    assert 1 <= complete_commits <= 20, complete_commits
+    assert threading.get_ident() not in commits
+    # Committed when the calls returned: another connection sees every completion.
+    assert query(store.path, "SELECT count(*) FROM jobs") == [(0,)]
+    assert query(store.path, "SELECT count(*) FROM deliveries") == [(200,)]
+
+
+async def test_an_op_that_fails_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    path = tmp_path / "ops.db"
+    writer = GroupCommitWriter(lambda: sqlite3.connect(path, isolation_level=None), "test db")
+    writer.start()
+    await writer.run(lambda c: c.execute("CREATE TABLE t (x INTEGER UNIQUE)"))
+
+    def insert(x: int) -> Callable[[sqlite3.Connection], None]:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (?)", (x,))
+            if x == 3:
+                raise ValueError("op 3 is broken")
+
+        return op
+
+    # While the writer sleeps in the first op, the six others queue up as one batch.
+    ops = [writer.run(lambda c: time.sleep(0.1)), *(writer.run(insert(x)) for x in range(6))]
+    results = await asyncio.gather(*ops, return_exceptions=True)
+    await writer.stop()
+    assert [type(r).__name__ for r in results[1:]] == ["NoneType"] * 3 + ["ValueError"] + [
+        "NoneType"
+    ] * 2
+    assert query(path, "SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,), (4,), (5,)]
+
+
+async def test_unopenable_path_is_unavailable_until_fixed(tmp_path: Path) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data folder should be")
+    store = SQLiteStore(blocker / "notifier.db")
+    with pytest.raises(StoreUnavailable, match=re.escape(str(blocker))):
+        await store.open()
+    blocker.unlink()
+    await store.ping()  # the store connects on its own once the path is usable
+    assert (await store.enqueue([planned("a")], now=100.0)).enqueued == ("a",)
+    await store.close()
+
+
+def chattr(flag: str, *paths: Path) -> None:
+    subprocess.run(["chattr", flag, *map(str, paths)], check=True, capture_output=True)
+
+
+async def test_unwritable_file_is_unavailable_and_recovers(store: SQLiteStore) -> None:
+    """Tests run as root, which ignores permission bits: the immutable attribute binds root.
+
+    Only the database and its WAL are made immutable. The ``-shm`` file is memory-mapped
+    and must stay writable (an immutable mapped file kills the process with SIGBUS).
+    """
+    require_binary("chattr")
+    await store.enqueue([planned("before")], now=100.0)
+    files = [store.path, store.path.with_name(store.path.name + "-wal")]
+    try:
+        chattr("+i", *files)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"chattr +i is not supported here: {exc.stderr.decode().strip()}")
+    try:
+        with pytest.raises(StoreUnavailable, match=f"{re.escape(str(store.path))} cannot write"):
+            await store.enqueue([planned("during")], now=101.0)
+        with pytest.raises(StoreUnavailable):
+            await store.ping()
+    finally:
+        chattr("-i", *files)
+    await store.ping()
+    assert (await store.enqueue([planned("after")], now=102.0)).enqueued == ("after",)
+    claimed = await store.claim(limit=10, lease=30.0, now=102.0)
+    assert sorted(job.id for job in claimed) == ["after", "before"]
+
+
+async def test_delivery_log_stays_bounded_under_many_writes(store: SQLiteStore) -> None:
+    await asyncio.gather(*(store.complete(record(f"j{i}", at=float(i))) for i in range(250)))
+    assert query(store.path, "SELECT count(*), min(at), max(at) FROM deliveries") == [
+        (100, 150.0, 249.0)
+    ]
