@@ -284,6 +284,9 @@ def metrics_handler(runtime: Runtime) -> Handler:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
+            # The same check as /-/ready (a write): a store that still reads but cannot
+            # write makes the receiver answer 503, so it is down.
+            await runtime.store.ping()
             await _refresh_gauges(runtime)
             runtime.metrics.store_up.set(1)
         except StoreUnavailable:

@@ -15,7 +15,7 @@ from tests.promql_names import exported_metrics, referenced_metrics
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "config" / "prometheus-rules.yml"
 RULES_TEST = ROOT / "tests" / "fixtures" / "rules_test.yml"
-RUNBOOK = "https://github.com/autogrowth/notifier/blob/main/README.md#"
+RUNBOOK = "https://github.com/autogrowth/notifier/blob/main/docs/operations.md#"
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -109,3 +109,13 @@ def test_every_alert_queries_exported_metrics(rule: dict[str, Any]) -> None:
     names, exported = referenced_metrics(rule["expr"]), exported_metrics()
     assert names, "the expression selects no metric"
     assert names <= exported, f"not exported: {names - exported}"
+
+
+def test_every_alert_has_its_runbook_section() -> None:
+    """Each rule's runbook_url anchor resolves to a heading of docs/operations.md."""
+    rules = yaml.safe_load(RULES.read_text())["groups"]
+    page = (RULES.parent.parent / "docs/operations.md").read_text()
+    headings = {line[3:].strip().lower() for line in page.splitlines() if line.startswith("## ")}
+    for group in rules:
+        for rule in group["rules"]:
+            assert rule["alert"].lower() in headings, rule["alert"]

@@ -1,0 +1,106 @@
+"""SIGTERM to ``notifier serve``: exit 0 within ``server.shutdown_grace``, and every job in
+flight is either finished (recorded, never sent again) or handed back (sent after a
+restart, at once, not when its lease would have expired).
+
+The real service runs as a child on a SQLite store, with one webhook channel pointing at
+a local sink that either answers after a short delay or holds every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from tests.processes import WebhookSink, running_notifier, serve_app, wait_until, webhook_payload
+from tests.stand_ins import write_config
+
+WORKERS = 2
+# Seconds past the grace: after it, cancelled sends hand their jobs back, then the
+# channels and the store close and the interpreter exits (about 0.2 s here).
+EXIT_SLACK = 1.5
+
+
+def _config(tmp_path: Path, sink_url: str, *, grace: str, lease: str, timeout: str) -> Path:
+    return write_config(
+        tmp_path / "notifier.yaml",
+        {"sink": {"type": "webhook", "url": f"{sink_url}/hook"}},
+        default_channels=["sink"],
+        storage={"lease": lease, "workers": WORKERS},
+        defaults={"timeout": timeout},
+        server={"shutdown_grace": grace},
+    )
+
+
+async def test_sigterm_lets_short_sends_finish_and_exits_zero(tmp_path: Path) -> None:
+    grace = 5.0
+    sink = WebhookSink(delay=0.3)
+    names = {f"Finish{i}" for i in range(6)}
+    async with serve_app(sink.app()) as sink_url:
+        config = _config(tmp_path, sink_url, grace=f"{grace:g}s", lease="10s", timeout="2s")
+        async with running_notifier(config, tmp_path, name="first") as first:
+            for name in sorted(names):
+                assert await first.post_alerts(webhook_payload(name)) == 202
+            await wait_until(lambda: len(sink.requests) >= 1, "a send under way")
+            first.send(signal.SIGTERM)
+            started = time.monotonic()
+            assert await first.wait_exit(grace + EXIT_SLACK) == 0
+            took = time.monotonic() - started
+            received_before_exit = len(sink.requests)
+        assert took <= grace, f"took {took:.1f}s to exit, grace is {grace:g}s"
+        # Sends under way at SIGTERM were answered: the sink had answered all it received.
+        await wait_until(lambda: len(sink.answered) == received_before_exit, "the sink's answers")
+
+        async with running_notifier(config, tmp_path, name="restarted") as restarted:
+            await wait_until(
+                lambda: (
+                    {r.json()["alerts"][0]["labels"]["alertname"] for r in sink.requests} == names
+                ),
+                "every payload delivered after the restart",
+                timeout=15,
+            )
+            await wait_until(restarted.idle, "the restarted queue to empty")
+    # Finished sends were recorded before the exit, so none was sent again.
+    assert sink.duplicates() == 0, sink.keys()
+    assert len(sink.requests) == len(names)
+
+
+async def test_sigterm_hands_back_sends_that_outlast_the_grace(tmp_path: Path) -> None:
+    grace, lease = 1.0, 30.0
+    hold = asyncio.Event()
+    sink = WebhookSink(hold=hold)
+    names = {f"Release{i}" for i in range(5)}
+    async with serve_app(sink.app()) as sink_url:
+        config = _config(
+            tmp_path, sink_url, grace=f"{grace:g}s", lease=f"{lease:g}s", timeout="20s"
+        )
+        try:
+            async with running_notifier(config, tmp_path, name="first") as first:
+                for name in sorted(names):
+                    assert await first.post_alerts(webhook_payload(name)) == 202
+                await wait_until(lambda: len(sink.requests) == WORKERS, "the sink holding sends")
+                first.send(signal.SIGTERM)
+                started = time.monotonic()
+                assert await first.wait_exit(grace + EXIT_SLACK) == 0
+                took = time.monotonic() - started
+        finally:
+            hold.set()  # the held requests end (their client is gone)
+        print(f"exited {took:.2f}s after SIGTERM (grace {grace:g}s)")
+        held = set(sink.keys())
+        assert len(held) == WORKERS
+
+        async with running_notifier(config, tmp_path, name="restarted") as restarted:
+            # Handed back, the held jobs are due at once: well before their lease would end.
+            waited = await wait_until(
+                lambda: (
+                    {r.json()["alerts"][0]["labels"]["alertname"] for r in sink.requests} == names
+                ),
+                "every payload delivered after the restart",
+                timeout=lease / 3,
+            )
+            await wait_until(restarted.idle, "the restarted queue to empty")
+    print(f"delivered everything {waited:.2f}s after the restart")
+    # The held sends were cut off, so each was sent again once: at-least-once.
+    assert sink.duplicates() == WORKERS
+    assert len(set(sink.keys())) == len(names)
