@@ -53,7 +53,9 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server of the test's own (started and stopped at will), keeping nothing on disk."""
+    """A redis-server of the test's own (started and stopped at will), keeping nothing on disk
+    unless ``options`` say so (``--appendonly yes``): then ``kill`` and ``start`` again is a
+    crash and a restart on the same data."""
 
     def __init__(self, folder: Path, port: int, *options: str) -> None:
         self.folder = folder
@@ -86,4 +88,11 @@ class PrivateRedis:
         process, self._process = self._process, None
         if process is not None:
             process.terminate()
+            process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL, a crash: nothing is written on the way out, only what was already on disk."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
             process.wait(timeout=10)
