@@ -132,6 +132,9 @@ class ChannelBase(Model):
     send_resolved: bool | None = None
     timeout: Duration | None = None
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="sends at once; unset: half of storage.workers"
+    )
     circuit_breaker_failures: int = Field(default=5, ge=1)
     circuit_breaker_reset: Duration = timedelta(seconds=30)
 

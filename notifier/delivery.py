@@ -40,6 +40,7 @@ Clock = Callable[[], float]
 # Pauses between attempts to write an outcome while the store is unreachable. After the
 # last one the job stays leased and is delivered again when its lease expires.
 _STORE_PAUSES = (0.5, 1.0, 2.0)
+_PUT_BACK_DELAY = 0.05  # a job its lane had no room for is due again after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +52,22 @@ class LaneSettings:
     max_backoff: float
     max_age: float
     rate_limit: float | None
+    max_in_flight: int  # sends of this channel at once, so a hung peer cannot hold every worker
     failure_threshold: int
     reset_after: float
 
     @classmethod
-    def from_config(cls, config: LoadedConfig, name: str) -> LaneSettings:
+    def from_config(cls, config: LoadedConfig, name: str, workers: int) -> LaneSettings:
+        """The channel's settings; ``max_in_flight`` defaults to half of the ``workers``."""
         channel = config.config.channels[name]
-        retry = config.config.defaults.retry
+        retry, cap = config.config.defaults.retry, channel.max_in_flight
         return cls(
             timeout=config.timeout(name).total_seconds(),
             initial_backoff=retry.initial_backoff.total_seconds(),
             max_backoff=retry.max_backoff.total_seconds(),
             max_age=retry.max_age.total_seconds(),
             rate_limit=channel.rate_limit,
+            max_in_flight=max(1, workers // 2) if cap is None else cap,
             failure_threshold=channel.circuit_breaker_failures,
             reset_after=channel.circuit_breaker_reset.total_seconds(),
         )
@@ -73,7 +77,8 @@ class Lane:
     """One configured channel as the dispatcher drives it: protection, settings, metric series.
 
     Built anew on every config load; the breaker and limiter of a channel whose
-    protection settings did not change are carried over from ``previous``.
+    protection settings did not change are carried over from ``previous``, and its sends
+    in flight always are (a send started before the reload still counts).
     """
 
     def __init__(
@@ -86,6 +91,11 @@ class Lane:
     ) -> None:
         self.channel = channel
         self.settings = settings
+        # Ids of the jobs handed to this lane whose send has not returned yet: the
+        # dispatcher adds each one it starts; ``Deliverer`` takes it out once the send is
+        # over (the outcome write that follows does not count), the dispatcher at the latest
+        # when the job's task ends.
+        self.sends: set[str] = set() if previous is None else previous.sends
         self.breaker: CircuitBreaker
         self.limiter: RateLimiter | None
         self.last_reason: FailureReason  # of the channel's last retryable failure
@@ -150,12 +160,16 @@ class Deliverer:
             return
         await self._attempt(job, lane)
 
+    async def put_back(self, job: ClaimedJob) -> None:
+        """Hand a job back unattempted, due again in a moment: its lane had no room for it."""
+        not_before = self._clock() + _PUT_BACK_DELAY
+        await self._write(job.id, lambda: self._store.release(job.id, not_before=not_before))
+
     async def _attempt(self, job: ClaimedJob, lane: Lane) -> None:
         channel, timeout = lane.channel, lane.settings.timeout
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                receipt = await channel.send(job.notification)
+            receipt = await self._send(job, lane)
         except DeliveryError as exc:
             error: DeliveryError = exc
         except TimeoutError:
@@ -172,6 +186,15 @@ class Deliverer:
             await self._delivered(job, lane, receipt, time.perf_counter() - started)
             return
         await self._failed(job, lane, error, time.perf_counter() - started)
+
+    @staticmethod
+    async def _send(job: ClaimedJob, lane: Lane) -> Receipt:
+        """The send itself, within the channel's timeout; it leaves the lane's count when over."""
+        try:
+            async with asyncio.timeout(lane.settings.timeout):
+                return await lane.channel.send(job.notification)
+        finally:
+            lane.sends.discard(job.id)
 
     async def _delivered(self, job: ClaimedJob, lane: Lane, receipt: Receipt, took: float) -> None:
         record = self._record(job, lane.channel.type, "delivered", None, receipt.detail, took)

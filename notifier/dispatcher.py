@@ -3,8 +3,13 @@
 Owns concurrency and lifecycle: one claim loop, woken at once by ``wake()`` after an
 enqueue and otherwise asleep until the store has work or the next job falls due;
 burst-mode ``drain()`` for tests; graceful ``stop()``; hot config reload; and one ``Lane``
-per channel (its circuit breaker and rate limiter). What happens to a single job is
-``notifier.delivery``'s business: this module never sends, renders or decides retries.
+per channel (its circuit breaker, rate limiter and sends in flight). What happens to a
+single job is ``notifier.delivery``'s business: this module never sends, renders or
+decides retries.
+
+No channel has more than its ``max_in_flight`` sends running, so a peer that hangs cannot
+hold every worker: a claim skips the channels at their cap and takes no more jobs than
+the fullest of the other lanes has room for, whichever channels those jobs are for.
 
 A claim is a lease: a job whose worker dies, or whose outcome cannot be written, is
 claimed again when the lease expires. Delivery is at-least-once.
@@ -17,7 +22,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from functools import partial
+from typing import Any
 
 from notifier.channels.base import Channel
 from notifier.config import LoadedConfig
@@ -29,7 +36,10 @@ from notifier.store.base import ClaimedJob, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 _IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall due
-_NOTHING_DUE_FLOOR = 0.05  # when the store says "due now" yet hands out nothing
+# When the store says "due now" yet hands out nothing. Also: after a claim that skipped
+# full lanes came back short, no claim skips them again for this long unless one of them
+# has room again, since each walks their backlog (and wake() comes with every enqueue).
+_NOTHING_DUE_FLOOR = 0.05
 _STORE_DOWN_PAUSE = (0.5, 5.0)  # first and longest pause between claims while the store is down
 _CANCEL_GRACE = 5.0  # for cancelled sends to hand their jobs back
 
@@ -58,6 +68,10 @@ class Dispatcher:
         self._lanes: dict[str, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
+        # The full lanes the last short claim skipped, and until when (loop time) its
+        # finding holds: no other channel had a job due.
+        self._looked_past: frozenset[str] = frozenset()
+        self._looked_until = 0.0
         self._loop_task: asyncio.Task[None] | None = None
         self.replace_config(config, channels)
 
@@ -74,7 +88,7 @@ class Dispatcher:
         for name, channel in channels.items():
             old = self._lanes.get(name)
             previous = old if old is not None and old.channel.type == channel.type else None
-            settings = LaneSettings.from_config(config, name)
+            settings = LaneSettings.from_config(config, name, self._workers)
             lanes[name] = Lane(channel, settings, self._metrics, self._clock, previous)
         for name, old in self._lanes.items():
             if name not in lanes or lanes[name].channel.type != old.channel.type:
@@ -118,23 +132,29 @@ class Dispatcher:
         """
         async with asyncio.timeout(timeout):
             while True:
-                free = self._workers - len(self._tasks)
-                if free > 0:
-                    self._spawn(await self._store.claim(free, self._lease, self._clock()))
+                limit, full = self._room()
+                jobs = await self._claim(limit, full) if limit > 0 else []
+                self._spawn(jobs)
+                if jobs and len(jobs) == limit:
+                    continue  # there may be more for the lanes that still have room
                 if not self._tasks:
                     return
                 await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         store_down = 0
         while True:
             self._wakeup.clear()
-            free = self._workers - len(self._tasks)
-            if free <= 0:
-                await self._wakeup.wait()  # set when a job finishes
+            limit, full = self._room()
+            if limit <= 0:
+                await self._woken(None)
+                continue
+            if self._looked_past.issubset(full) and loop.time() < self._looked_until:
+                await self._woken(self._looked_until - loop.time())
                 continue
             try:
-                jobs = await self._store.claim(free, self._lease, self._clock())
+                jobs = await self._claim(limit, full)
             except StoreUnavailable as exc:
                 store_down += 1
                 first, longest = _STORE_DOWN_PAUSE
@@ -144,8 +164,37 @@ class Dispatcher:
                 continue
             store_down = 0
             self._spawn(jobs)
-            if len(jobs) < free:
+            if len(jobs) < limit:
+                if full:
+                    self._looked_past = frozenset(full)
+                    self._looked_until = loop.time() + _NOTHING_DUE_FLOOR
                 await self._idle(nothing_claimed=not jobs)
+
+    async def _woken(self, within: float | None) -> None:
+        """Wait until a job finishes or ``wake()`` is called, at most ``within`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self._wakeup.wait()
+
+    def _room(self) -> tuple[int, list[str]]:
+        """How many jobs the next claim may take, and the channels it must skip.
+
+        Skipped: the lanes at their ``max_in_flight``. The limit is the free workers, and
+        no more than the least room left in any other lane, so one claim cannot overfill
+        a lane; 0 when every lane is full.
+        """
+        limit = self._workers - len(self._tasks)
+        full = []
+        for name, lane in self._lanes.items():
+            room = lane.settings.max_in_flight - len(lane.sends)
+            if room > 0:
+                limit = min(limit, room)
+            else:
+                full.append(name)
+        return (0 if full and len(full) == len(self._lanes) else limit), full
+
+    async def _claim(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
+        return await self._store.claim(limit, self._lease, self._clock(), skip_channels=skip)
 
     async def _idle(self, *, nothing_claimed: bool) -> None:
         """Sleep until woken, until the store signals work, or until the next job falls due."""
@@ -175,9 +224,22 @@ class Dispatcher:
     def _spawn(self, jobs: Sequence[ClaimedJob]) -> None:
         for job in jobs:
             lane = self._lanes.get(job.notification.channel)
-            task = asyncio.create_task(self._deliverer.run(job, lane))
-            self._tasks.add(task)
-            task.add_done_callback(self._finished)
+            if lane is None:
+                self._start(self._deliverer.run(job, None))
+            elif len(lane.sends) < lane.settings.max_in_flight:
+                lane.sends.add(job.id)
+                task = self._start(self._deliverer.run(job, lane))
+                # Out at the latest now: a task cancelled before it ran never sent.
+                task.add_done_callback(partial(_let_go, lane.sends, job.id))
+            else:
+                # The room was counted before the claim; only a reload can shrink it since.
+                self._start(self._deliverer.put_back(job))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -191,3 +253,7 @@ class Dispatcher:
         for gauge in (self._metrics.circuit_state, self._metrics.rate_limit_utilisation):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
+
+
+def _let_go(sends: set[str], job_id: str, _task: asyncio.Task[None]) -> None:
+    sends.discard(job_id)

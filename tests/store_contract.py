@@ -14,6 +14,9 @@ Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
   job still deduplicates); a job id that is already stored counts as deduplicated;
 - "oldest first" means by due time (``not_before``, or the end of an expired lease),
   ties in enqueue order where the store keeps one (Redis: by id);
+- a claim with ``skip_channels`` hands out the oldest due jobs of the other channels and
+  leaves the skipped ones exactly as they were (due, attempts untouched), also when they
+  are leases that ran out or replayed dead letters;
 - ``complete`` / ``reschedule`` / ``dead_letter`` / ``release`` change a job only while
   it is queued (leased or not); on a dead or unknown job they change nothing, and the
   three that end an attempt still log it (a late answer from a worker whose lease ran
@@ -73,8 +76,12 @@ def notification(
     )
 
 
-def planned(job_id: str, key: str | None = None, ttl: float = 60.0) -> PlannedJob:
-    return PlannedJob(notification(job_id), dedup_key=key or f"key-{job_id}", dedup_ttl=ttl)
+def planned(
+    job_id: str, key: str | None = None, ttl: float = 60.0, channel: str = "ops-slack"
+) -> PlannedJob:
+    return PlannedJob(
+        notification(job_id, channel), dedup_key=key or f"key-{job_id}", dedup_ttl=ttl
+    )
 
 
 def record(
@@ -175,6 +182,40 @@ class StoreContract:
         await store.reschedule(record("early", at=103.0, outcome="retry"), not_before=150.0)
         await store.release("late", not_before=0.0)  # never claimed: release only moves it
         assert ids(await store.claim(limit=5, lease=30.0, now=200.0)) == ["late", "early"]
+
+    async def test_claim_leaves_the_jobs_of_skipped_channels_due(self, store: Store) -> None:
+        for index, job_id in enumerate(["mail-1", "slack-1", "mail-2", "slack-2", "slack-3"]):
+            channel = "mail" if job_id.startswith("mail") else "ops-slack"
+            await store.enqueue([planned(job_id, channel=channel)], now=100.0 + index)
+        skip = {"mail"}
+        assert ids(await store.claim(limit=2, lease=30.0, now=110.0, skip_channels=skip)) == [
+            "slack-1",
+            "slack-2",
+        ]
+        assert ids(
+            await store.claim(limit=5, lease=30.0, now=110.0, skip_channels=["sms", "mail"])
+        ) == ["slack-3"]
+        assert await store.claim(limit=5, lease=30.0, now=110.0, skip_channels=skip) == []
+        stats = await store.stats(now=110.0)
+        assert (stats.queued, stats.in_flight, stats.due, stats.oldest_due_age) == (2, 3, 2, 10.0)
+        assert await store.next_due_at() == 100.0
+        claimed = await store.claim(limit=5, lease=30.0, now=110.0)
+        assert ids(claimed) == ["mail-1", "mail-2"]
+        assert [job.attempts for job in claimed] == [0, 0]
+        # An expired lease and a replayed dead letter are skipped as well.
+        for job_id in ("slack-1", "slack-2", "slack-3"):
+            await store.complete(record(job_id, at=111.0))
+        await store.dead_letter(record("mail-2", at=111.0, outcome="dead", channel="mail"))
+        assert await store.replay("mail-2", now=120.0)
+        assert await store.claim(limit=5, lease=30.0, now=150.0, skip_channels=skip) == []
+        assert ids(await store.claim(limit=5, lease=30.0, now=150.0)) == ["mail-2", "mail-1"]
+
+    async def test_skipped_backlog_does_not_hide_the_jobs_behind_it(self, store: Store) -> None:
+        await store.enqueue([planned(f"mail-{i}", channel="mail") for i in range(50)], now=100.0)
+        await store.enqueue([planned("slack-1"), planned("slack-2")], now=101.0)
+        claimed = await store.claim(limit=1, lease=30.0, now=101.0, skip_channels={"mail"})
+        assert ids(claimed) == ["slack-1"]
+        assert (await store.stats(now=101.0)).due == 51
 
     async def test_leased_job_is_not_handed_out_until_its_lease_expires(self, store: Store) -> None:
         await store.enqueue([planned("a")], now=100.0)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import random
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import pytest
@@ -262,6 +263,70 @@ async def test_hung_channel_opens_its_circuit_and_does_not_hold_up_others() -> N
     assert stats.queued == 22 and stats.dead_letters == 0
 
 
+def hung_and_ok(hung: dict[str, Any]) -> LoadedConfig:
+    """Alerts of team db go to ``hung``, the others to ``ok``."""
+    return config_for_tests(
+        {"hung": hung, "ok": {}},
+        [
+            {"name": "db", "matchers": ['team="db"'], "channels": ["hung"]},
+            {"name": "rest", "channels": ["ok"]},
+        ],
+    )
+
+
+async def test_a_hanging_channel_holds_at_most_its_share_of_the_workers() -> None:
+    hung = RecordingChannel("hung", delay=math.inf)
+    ok = RecordingChannel("ok")
+    h = Harness(hung_and_ok({}), [hung, ok], workers=4)
+    for index in range(8):  # oldest first: these are claimed before the healthy ones
+        await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))
+    for index in range(4):
+        await h.post(make_payload(alertname=f"Web{index}"))
+
+    await h.dispatcher.start()
+    try:
+        await ok.wait_for_deliveries(4, timeout=1.0)  # the hung sends time out after 10s
+        await asyncio.sleep(0.05)
+        assert len(hung.calls) == 2  # max_in_flight: half of the 4 workers
+    finally:
+        await h.dispatcher.stop(grace=0.05)
+    assert await h.outcomes("hung") == []
+    assert (await h.store.stats(h.clock())).queued == 8  # all handed back on stop
+
+
+class _IgnoresSkips(MemoryStore):
+    """Hands out every due job, as Redis does for jobs stored before it kept their channel."""
+
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[Any]:
+        return await super().claim(limit, lease, now)
+
+
+async def test_a_job_for_a_full_lane_is_handed_back_unattempted() -> None:
+    hung = RecordingChannel("hung", delay=math.inf)
+    ok = RecordingChannel("ok")
+    store = _IgnoresSkips()
+    h = Harness(hung_and_ok({"max_in_flight": 1}), [hung, ok], workers=4, store=store)
+    for index in range(3):
+        await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))
+    await h.post(make_payload(alertname="Web"))
+
+    await h.dispatcher.start()
+    try:
+        await ok.wait_for_deliveries(1, timeout=1.0)
+        await asyncio.sleep(0.05)
+        assert len(hung.calls) == 1
+        # The two others went back due 50ms later (the manual clock stands still): not sent,
+        # no attempt counted, nothing logged.
+        assert await store.next_due_at() == h.clock() + 0.05
+        assert await h.outcomes("hung") == []
+    finally:
+        await h.dispatcher.stop(grace=0.05)
+    claimed = await store.claim(10, lease=60, now=h.clock() + 0.05)
+    assert [job.attempts for job in claimed] == [0, 0, 0]
+
+
 async def test_rate_limited_channel_is_paced_and_others_are_not() -> None:
     slow = RecordingChannel("slow", "slack")
     fast = RecordingChannel("fast")
@@ -379,11 +444,13 @@ class _StoreDownAtFirst(MemoryStore):
         super().__init__()
         self.failures = failures
 
-    async def claim(self, limit: int, lease: float, now: float) -> list[Any]:
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[Any]:
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("database is locked")
-        return await super().claim(limit, lease, now)
+        return await super().claim(limit, lease, now, skip_channels)
 
 
 async def test_claim_loop_survives_an_unavailable_store() -> None:

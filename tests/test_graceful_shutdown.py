@@ -25,7 +25,8 @@ EXIT_SLACK = 1.5
 def _config(tmp_path: Path, sink_url: str, *, grace: str, lease: str, timeout: str) -> Path:
     return write_config(
         tmp_path / "notifier.yaml",
-        {"sink": {"type": "webhook", "url": f"{sink_url}/hook"}},
+        # The only channel: it may hold every worker (by default it gets half of them).
+        {"sink": {"type": "webhook", "url": f"{sink_url}/hook", "max_in_flight": WORKERS}},
         default_channels=["sink"],
         storage={"lease": lease, "workers": WORKERS},
         defaults={"timeout": timeout},

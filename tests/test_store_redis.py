@@ -17,10 +17,10 @@ import trustme
 from redis.exceptions import ResponseError
 
 from notifier.store.base import StoreUnavailable
-from notifier.store.redis import RedisStore
+from notifier.store.redis import _SKIP_SCAN, RedisStore
 from notifier.store.redis_batch import ScriptBatcher
 from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
-from tests.store_contract import planned
+from tests.store_contract import ids, planned, record
 
 PASSWORD = "s3cret-redis-pass"
 
@@ -87,6 +87,41 @@ async def test_jobs_are_json_and_dedup_marks_are_collected_by_ttl(
     assert payload is not None
     assert json.loads(payload) == job.notification.model_dump(mode="json")
     assert 59_000 < ttl_ms <= 60_000
+
+
+async def test_the_channel_field_lets_a_claim_skip_and_leaves_with_the_job(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    store, _ = replicas
+    await store.enqueue([planned("a", channel="mail"), planned("b", channel="mail")], now=100.0)
+    raw = aioredis.from_url(require_redis(), decode_responses=True)
+    channels = f"{store.prefix}channel"
+    try:
+        assert await raw.hgetall(channels) == {"a": "mail", "b": "mail"}
+        await raw.hdel(channels, "b")  # as a job stored before the field existed
+        skip = {"mail"}
+        assert ids(await store.claim(limit=5, lease=30.0, now=100.0, skip_channels=skip)) == ["b"]
+        assert ids(await store.claim(limit=5, lease=30.0, now=100.0)) == ["a"]
+        await store.complete(record("a", at=101.0))
+        await store.complete(record("b", at=101.0))
+        assert await raw.hgetall(channels) == {}
+    finally:
+        await raw.aclose()
+
+
+async def test_a_skipping_claim_looks_past_a_bounded_number_of_jobs(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    store, _ = replicas
+    backlog = [planned(f"mail-{i:03}", channel="mail") for i in range(_SKIP_SCAN + 1)]
+    await store.enqueue(backlog, now=100.0)
+    await store.enqueue([planned("slack")], now=101.0)
+    skip = {"mail"}
+    # Behind one job more than the bound: this claim stops looking before it ...
+    assert await store.claim(limit=1, lease=30.0, now=101.0, skip_channels=skip) == []
+    # ... and a claim once the backlog ahead has shrunk finds it.
+    assert ids(await store.claim(limit=1, lease=30.0, now=101.0)) == ["mail-000"]
+    assert ids(await store.claim(limit=1, lease=30.0, now=101.0, skip_channels=skip)) == ["slack"]
 
 
 async def test_unreachable_redis_is_unavailable_and_the_error_hides_the_password() -> None:

@@ -20,8 +20,8 @@ import pytest
 
 from notifier.store import sqlite as sqlite_module
 from notifier.store.base import StoreUnavailable, ThreadRef
-from notifier.store.sqlite import _CLAIMABLE, SQLiteStore
-from notifier.store.sqlite_schema import SCHEMA_VERSION, Synchronous, connect_writer
+from notifier.store.sqlite import SQLiteStore, _claimable
+from notifier.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, Synchronous, connect_writer
 from notifier.store.sqlite_threads import GroupCommitWriter
 from tests.binaries import require_binary
 from tests.store_contract import planned, record
@@ -56,9 +56,12 @@ async def test_first_open_creates_folder_file_wal_and_schema(tmp_path: Path) -> 
     assert {"jobs", "dedup", "deliveries", "threads", "meta"} <= tables
 
 
-async def test_claim_uses_the_due_index(store: SQLiteStore) -> None:
-    plan = query(store.path, "EXPLAIN QUERY PLAN " + _CLAIMABLE.replace("?", "1"))
-    assert any("USING INDEX jobs_due" in str(row[-1]) for row in plan), plan
+@pytest.mark.parametrize("skipping", [0, 2])
+async def test_claim_uses_the_due_index(store: SQLiteStore, skipping: int) -> None:
+    plan = query(store.path, "EXPLAIN QUERY PLAN " + _claimable(skipping).replace("?", "1"))
+    details = [str(row[-1]) for row in plan]
+    assert any("USING INDEX jobs_due" in detail for detail in details), plan
+    assert not any("TEMP B-TREE" in detail for detail in details), plan  # ordered by the index
 
 
 async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
@@ -84,6 +87,28 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         assert await second.get_thread("group") == ThreadRef("C1", "1.5")
     finally:
         await second.close()
+
+
+async def test_a_version_1_file_is_migrated_with_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "notifier.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO jobs (id, channel, payload, not_before, enqueued_at) VALUES (?, ?, ?, ?, ?)",
+        ("a", "mail", planned("a", channel="mail").notification.model_dump_json(), 100.0, 100.0),
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert [row[2] for row in query(path, "PRAGMA index_info(jobs_due)")][-1] == "channel"
+        assert await store.claim(limit=5, lease=30.0, now=100.0, skip_channels={"mail"}) == []
+        assert [job.id for job in await store.claim(limit=5, lease=30.0, now=100.0)] == ["a"]
+    finally:
+        await store.close()
 
 
 async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:

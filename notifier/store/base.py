@@ -9,7 +9,10 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
   share one transaction).
 - ``claim`` hands out due jobs (``not_before <= now``), oldest first, each with a lease
   until ``now + lease``; a job whose lease expired is due again. Delivery is therefore
-  at-least-once: a worker that dies mid-send leaves the job to be sent again.
+  at-least-once: a worker that dies mid-send leaves the job to be sent again. Jobs of
+  ``skip_channels`` (channels with no room for another send) are left alone, due as
+  they were. The Redis store looks past a bounded number of them per claim, so there a
+  job queued behind a large backlog of a skipped channel may wait for a later claim.
 - ``complete`` / ``reschedule`` / ``dead_letter`` end an attempt and append its record
   to the bounded delivery log; ``release`` hands a claimed job back without counting
   an attempt (circuit open, rate limit, shutdown).
@@ -19,7 +22,7 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -118,7 +121,9 @@ class Store(ThreadRefs, Protocol):
 
     async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult: ...
 
-    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]: ...
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[ClaimedJob]: ...
 
     async def complete(self, record: DeliveryRecord) -> None: ...
 

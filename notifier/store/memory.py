@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from notifier.dedup import PlannedJob
@@ -102,10 +102,13 @@ class MemoryStore:
         self._sweep_dedup(now)
         return EnqueueResult(tuple(enqueued), deduplicated)
 
-    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]:
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[ClaimedJob]:
         claimed: list[ClaimedJob] = []
+        skipped: list[tuple[float, int, str]] = []  # heap entries to put back as they were
         while self._heap and len(claimed) < limit:
-            due_at, seq, job_id = self._heap[0]
+            entry = due_at, seq, job_id = self._heap[0]
             job = self._jobs.get(job_id)
             if job is None or job.due_at != due_at or job.seq != seq:
                 heapq.heappop(self._heap)
@@ -113,9 +116,14 @@ class MemoryStore:
             if due_at > now:
                 break
             heapq.heappop(self._heap)
+            if job.notification.channel in skip_channels:
+                skipped.append(entry)
+                continue
             job.lease_until = now + lease
             self._push(job)
             claimed.append(ClaimedJob(job.notification, job.attempts, job.enqueued_at))
+        for entry in skipped:
+            heapq.heappush(self._heap, entry)
         return claimed
 
     async def complete(self, record: DeliveryRecord) -> None:

@@ -8,8 +8,9 @@ formatting keeps only 14 digits, so no script turns a float back into a string.
 
 A job is in exactly one of ``due`` (zset, score = when it may be claimed), ``leased``
 (zset, score = lease end) or ``dead`` (zset, score = when it died); its fields live in
-the hashes ``payload``, ``attempts``, ``enqueued``, ``first``, ``last`` (and
-``reason``/``error`` once dead). A write on a job that is not where the script expects
+the hashes ``payload``, ``channel``, ``attempts``, ``enqueued``, ``first``, ``last`` (and
+``reason``/``error`` once dead). ``channel`` lets a claim skip a channel's jobs without
+decoding their JSON. A write on a job that is not where the script expects
 (already completed, or dead-lettered by a worker that took over an expired lease)
 changes nothing but the delivery log.
 """
@@ -36,24 +37,25 @@ end
 """
 
 # KEYS: these, then one dedup key per job.
-# ARGV: now, wake channel, then per job: id, payload, expires_at, ttl_ms.
+# ARGV: now, wake channel, then per job: id, channel, payload, expires_at, ttl_ms.
 # Returns the ids enqueued.
 ENQUEUE = Lua(
-    ("due", "payload", "attempts", "enqueued"),
+    ("due", "payload", "attempts", "enqueued", "channel"),
     """
 local now = tonumber(ARGV[1])
 local enqueued = {}
-for i = 5, #KEYS do
-    local arg = 3 + (i - 5) * 4
-    local id, ttl_ms = ARGV[arg], tonumber(ARGV[arg + 3])
+for i = 6, #KEYS do
+    local arg = 3 + (i - 6) * 5
+    local id, ttl_ms = ARGV[arg], tonumber(ARGV[arg + 4])
     local mark = redis.call('GET', KEYS[i])
     if not mark or tonumber(mark) <= now then
         if ttl_ms > 0 then
-            redis.call('SET', KEYS[i], ARGV[arg + 2], 'PX', ttl_ms)
+            redis.call('SET', KEYS[i], ARGV[arg + 3], 'PX', ttl_ms)
         end
-        if redis.call('HSETNX', KEYS[2], id, ARGV[arg + 1]) == 1 then
+        if redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
             redis.call('HSET', KEYS[3], id, 0)
             redis.call('HSET', KEYS[4], id, ARGV[1])
+            redis.call('HSET', KEYS[5], id, ARGV[arg + 1])
             redis.call('ZADD', KEYS[1], ARGV[1], id)
             enqueued[#enqueued + 1] = id
         end
@@ -66,11 +68,13 @@ return enqueued
 """,
 )
 
-# ARGV: now, lease_until, limit.
+# ARGV: now, lease_until, limit, then (when some channels are skipped) how many due jobs
+# to look at and the channels to skip.
 # Expired leases go back to ``due`` (scored by their lease end), then the oldest due
-# jobs move to ``leased``. Returns id, payload, attempts, enqueued_at per job.
+# jobs (not of a skipped channel, among the first ``ARGV[4]``) move to ``leased``.
+# Returns id, payload, attempts, enqueued_at per job.
 CLAIM = Lua(
-    ("due", "leased", "payload", "attempts", "enqueued"),
+    ("due", "leased", "payload", "attempts", "enqueued", "channel"),
     """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES')
 for i = 1, #expired, 2 do
@@ -79,11 +83,31 @@ end
 if #expired > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-if #ids == 0 then
-    return {}
+local limit = tonumber(ARGV[3])
+local ids
+if #ARGV == 3 then
+    ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, limit)
+    if #ids > 0 then
+        redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ids - 1)
+    end
+else
+    local skip = {}
+    for i = 5, #ARGV do
+        skip[ARGV[i]] = true
+    end
+    ids = {}
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
+    for _, id in ipairs(due) do
+        -- A job stored before the channel field existed has none: it is never skipped.
+        if not skip[redis.call('HGET', KEYS[6], id)] then
+            redis.call('ZREM', KEYS[1], id)
+            ids[#ids + 1] = id
+            if #ids == limit then
+                break
+            end
+        end
+    end
 end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ids - 1)
 local out = {}
 for _, id in ipairs(ids) do
     local payload = redis.call('HGET', KEYS[3], id)
@@ -109,6 +133,7 @@ COMPLETE = Lua(
         "enqueued",
         "first",
         "last",
+        "channel",
         "deliveries",
         "delivery_seq",
     ),
@@ -116,11 +141,11 @@ COMPLETE = Lua(
     + """
 local id = ARGV[1]
 if redis.call('ZREM', KEYS[1], id) + redis.call('ZREM', KEYS[2], id) > 0 then
-    for i = 3, 7 do
+    for i = 3, 8 do
         redis.call('HDEL', KEYS[i], id)
     end
 end
-log(KEYS[8], KEYS[9], ARGV[2], ARGV[3], ARGV[4])
+log(KEYS[9], KEYS[10], ARGV[2], ARGV[3], ARGV[4])
 """,
 )
 
@@ -212,12 +237,12 @@ return replayed
 # ARGV: limit.
 # Deletes the ``limit`` oldest dead letters; returns how many.
 PURGE = Lua(
-    ("dead", "reason", "error", "first", "last", "attempts", "enqueued", "payload"),
+    ("dead", "reason", "error", "first", "last", "attempts", "enqueued", "payload", "channel"),
     """
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
-    for i = 2, 8 do
+    for i = 2, 9 do
         redis.call('HDEL', KEYS[i], id)
     end
 end

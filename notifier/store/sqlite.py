@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,6 @@ _INSERT_JOB = """
 _SWEEP_DEDUP = f"""
     DELETE FROM dedup WHERE key IN
     (SELECT key FROM dedup WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})
-"""
-_CLAIMABLE = f"""
-    SELECT seq, id, payload, attempts, enqueued_at FROM jobs
-    WHERE state = 'queued' AND {_DUE} <= ?
-    ORDER BY {_DUE}, seq LIMIT ?
 """
 _COUNT_ATTEMPT = """
     attempts = attempts + 1,
@@ -140,8 +135,12 @@ class SQLiteStore:
         self._recent.remember(job.notification for job in jobs if job.notification.job_id in stored)
         return result
 
-    async def claim(self, limit: int, lease: float, now: float) -> list[ClaimedJob]:
-        rows = await self._writer.run(partial(_claim, limit, now + lease, now))
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[ClaimedJob]:
+        rows = await self._writer.run(
+            partial(_claim, limit, now + lease, now, tuple(skip_channels))
+        )
         return [
             ClaimedJob(self._recent.take(job_id, payload), attempts, enqueued_at)
             for job_id, payload, attempts, enqueued_at in rows
@@ -268,16 +267,34 @@ def _enqueue(
     return EnqueueResult(tuple(enqueued), deduplicated)
 
 
+def _claimable(skipping: int) -> str:
+    """The claim query, leaving out the jobs of ``skipping`` channels (one ``?`` each).
+
+    The channel is tested on the ``jobs_due`` index entries, oldest first: skipping a
+    backlog costs ~0.1 µs per skipped job, not a row read each.
+    """
+    skip = f" AND channel NOT IN ({', '.join('?' * skipping)})" if skipping else ""
+    return f"""
+    SELECT seq, id, payload, attempts, enqueued_at FROM jobs
+    WHERE state = 'queued' AND {_DUE} <= ?{skip}
+    ORDER BY {_DUE}, seq LIMIT ?
+"""
+
+
 def _claim(
-    limit: int, lease_until: float, now: float, conn: sqlite3.Connection
+    limit: int,
+    lease_until: float,
+    now: float,
+    skip: tuple[str, ...],
+    conn: sqlite3.Connection,
 ) -> list[tuple[str, str, int, float]]:
-    """Lease the oldest due jobs; atomic, as every op runs inside the writer's transaction.
+    """Lease the oldest due jobs not of ``skip``; atomic, as every op runs in a transaction.
 
     A SELECT then an UPDATE rather than ``UPDATE ... RETURNING``: RETURNING yields rows
     in no defined order and only their new values, and oldest-first is the contract.
     Both statements walk the ``jobs_due`` index; the claim is still one op, whatever N.
     """
-    rows = conn.execute(_CLAIMABLE, (now, limit)).fetchall()
+    rows = conn.execute(_claimable(len(skip)), (now, *skip, limit)).fetchall()
     conn.executemany(
         "UPDATE jobs SET lease_until = ? WHERE seq = ?", [(lease_until, row[0]) for row in rows]
     )

@@ -13,7 +13,8 @@ Tables:
   when ``coalesce(lease_until, not_before) <= now``: its scheduled time, or while it is
   leased, the end of its lease (``claim`` sets ``lease_until``; ``reschedule`` and
   ``release`` clear it). ``jobs_due`` indexes exactly that expression, so claiming,
-  ``next_due_at`` and the due counts are index range scans.
+  ``next_due_at`` and the due counts are index range scans; it also holds the channel,
+  so a claim that skips some channels tests each due job without reading its row.
 - ``dedup``: one mark per dedup key with its expiry; an expired mark counts as absent.
 - ``deliveries``: the delivery log, trimmed to the newest N rows by id.
 - ``threads``: Slack thread refs with their expiry.
@@ -90,6 +91,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX threads_expiry ON threads (expires_at)",
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
         "INSERT INTO meta (key, value) VALUES ('ping', 0)",
+    ),
+    (
+        "DROP INDEX jobs_due",
+        "CREATE INDEX jobs_due ON jobs (state, coalesce(lease_until, not_before), seq, channel)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
