@@ -1,0 +1,212 @@
+"""Part 2, storm: N distinct single-alert payloads as fast as possible, end to end.
+
+A fresh service (fresh SQLite database) delivers through its one webhook channel to the
+sink. The load generator posts ``bench.storm_count`` payloads over 64 connections; each
+alert carries its id (label ``bench_id``) and its send time (annotation ``sent_at_ns``).
+Measured: the time from the first post until the sink holds every alert, the delivered
+notifications/s over that time, per-alert latency (sink arrival - send time), and the
+service's peak RSS (VmHWM). The sink's records are checked: exactly N distinct alerts,
+duplicates listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import profiling
+import servers
+from common import RESULTS_DIR, Bench, Row, percentile, sink_call
+from loadgen import LoadResult, Target, post_bodies
+from payloads import SingleAlert
+from procs import CpuMeter, peak_rss_mib, thread_cpu_seconds
+
+CONNECTIONS = 64
+POST_BUDGET_S = 120.0
+DELIVERY_BUDGET_S = 120.0
+RATE_TARGET = 4000.0
+P99_TARGET_MS = 300.0
+RSS_TARGET_MIB = 150.0
+TIMELINE_STEP_S = 0.25
+
+
+async def _post_storm(bench: Bench, service: servers.Server) -> tuple[LoadResult, list[str]]:
+    builder = SingleAlert("BenchStorm")
+    ids = [f"storm-{bench.run_id}-{i}" for i in range(bench.storm_count)]
+    result = await post_bodies(
+        Target("127.0.0.1", service.port, "/api/v1/alerts"),
+        lambda i: builder.body(ids[i], time.time_ns()),
+        connections=CONNECTIONS,
+        duration=POST_BUDGET_S,
+        count=bench.storm_count,
+    )
+    return result, ids
+
+
+async def _wait_for_sink(
+    session: aiohttp.ClientSession, sink: servers.Server, expected: int
+) -> dict[str, Any]:
+    """Poll the sink until it holds ``expected`` distinct alerts or the budget runs out."""
+    deadline = time.monotonic() + DELIVERY_BUDGET_S
+    while True:
+        stats = await sink_call(session, sink.url, "GET", "/stats")
+        if stats["distinct"] >= expected or time.monotonic() > deadline:
+            return stats
+        await asyncio.sleep(0.1)
+
+
+def _analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) -> dict[str, Any]:
+    seen: Counter[str] = Counter()
+    first_arrival: dict[str, int] = {}
+    latencies_ms: list[float] = []
+    for record in records:
+        for ident, sent_ns in record["alerts"]:
+            seen[ident] += 1
+            if ident not in first_arrival:
+                first_arrival[ident] = record["arrival_ns"]
+                latencies_ms.append((record["arrival_ns"] - sent_ns) / 1e6)
+    expected = set(ids)
+    all_in_s = (max(first_arrival.values()) - first_post_ns) / 1e9 if first_arrival else 0.0
+    return {
+        "notifications": len(records),
+        "distinct": len(seen),
+        "unexpected": sorted(set(seen) - expected)[:20],
+        "missing": len(expected - set(seen)),
+        "missing_examples": sorted(expected - set(seen))[:10],
+        "duplicates": {ident: n for ident, n in seen.items() if n > 1},
+        "all_in_s": all_in_s,
+        "notifications_per_s": len(records) / all_in_s if all_in_s else 0.0,
+        "p50_ms": percentile(latencies_ms, 50),
+        "p99_ms": percentile(latencies_ms, 99),
+        "max_ms": max(latencies_ms, default=float("nan")),
+    }
+
+
+def _timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, float]]:
+    """Alerts posted and delivered per ``TIMELINE_STEP_S`` since the first post."""
+    step_ns = int(TIMELINE_STEP_S * 1e9)
+    posted: Counter[int] = Counter()
+    delivered: Counter[int] = Counter()
+    for record in records:
+        delivered[(record["arrival_ns"] - origin_ns) // step_ns] += 1
+        for _ident, sent_ns in record["alerts"]:
+            posted[(sent_ns - origin_ns) // step_ns] += 1
+    last = max([*posted, *delivered], default=-1)
+    return [
+        {"t_s": round(i * TIMELINE_STEP_S, 3), "posted": posted[i], "delivered": delivered[i]}
+        for i in range(last + 1)
+    ]
+
+
+def _thread_shares(pid: int, before: dict[int, float], wall: float) -> dict[str, float]:
+    """Each service thread's share of a core since ``before``, named when py-spy can tell."""
+    names = profiling.thread_names(pid)
+    shares = {}
+    for tid, seconds in thread_cpu_seconds(pid).items():
+        name = names.get(tid, "main" if tid == pid else f"thread {tid}")
+        share = round((seconds - before.get(tid, 0.0)) / wall, 3)
+        if share >= 0.01:
+            shares[name.removeprefix("notifier-")] = share
+    return dict(sorted(shares.items(), key=lambda item: -item[1]))
+
+
+async def _storm(
+    bench: Bench, session: aiohttp.ClientSession, sink: servers.Server, service: servers.Server
+) -> dict[str, Any]:
+    meter = CpuMeter({"service": service.proc.pid, "sink": sink.proc.pid}, generator=True)
+    threads_before, started = thread_cpu_seconds(service.proc.pid), time.monotonic()
+    posted, ids = await _post_storm(bench, service)
+    await _wait_for_sink(session, sink, bench.storm_count)
+    cpu = meter.shares()
+    by_thread = _thread_shares(service.proc.pid, threads_before, time.monotonic() - started)
+    records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
+    figures = _analyse(records, ids, posted.first_sent_ns)
+    figures["accepted"] = posted.statuses.get(202, 0)
+    figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
+    figures["post_errors"] = posted.errors
+    figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
+    figures["peak_rss_mib"] = peak_rss_mib(service.proc.pid)
+    figures["cpu_share"] = cpu
+    figures["service_cpu_by_thread"] = by_thread
+    figures["timeline"] = _timeline(records, posted.first_sent_ns)
+    return figures
+
+
+async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, Any]]:
+    async with aiohttp.ClientSession() as session:
+        await sink_call(session, sink.url, "POST", "/reset?record=1")
+        async with servers.service(
+            bench.workdir / "storm", sink, bench.placement, bench.service
+        ) as service:
+            profile = (
+                profiling.py_spy(
+                    service.proc.pid,
+                    RESULTS_DIR / "storm-profile.txt",
+                    bench.placement.client,
+                    bench.workdir / "py-spy.log",
+                )
+                if bench.profile
+                else contextlib.nullcontext(None)
+            )
+            with profile as raw_profile:
+                figures = await _storm(bench, session, sink, service)
+        await sink_call(session, sink.url, "POST", "/reset?record=0")
+    if raw_profile is not None and raw_profile.exists():
+        figures["profile"] = {"raw": str(raw_profile), **profiling.summarize(raw_profile)}
+    return _rows(bench, figures), figures
+
+
+def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
+    n = bench.storm_count
+    rss = f["peak_rss_mib"]
+    complete = f["distinct"] == n and not f["unexpected"]
+    rows = [
+        Row(
+            "storm",
+            "payloads accepted (202)",
+            f"{f['accepted']:,} / {n:,}",
+            f"{n:,}",
+            f["accepted"] == n,
+        ),
+        Row("storm", "posting rate", f"{f['post_req_per_s']:,.0f} req/s"),
+        Row("storm", "distinct alerts at sink", f"{f['distinct']:,}", f"= {n:,}", complete),
+        Row("storm", "duplicates at sink", f"{len(f['duplicates'])}"),
+        Row("storm", f"time until all {n:,} at sink", f"{f['all_in_s']:.2f} s"),
+        Row(
+            "storm",
+            "delivered notifications/s",
+            f"{f['notifications_per_s']:,.0f}",
+            f"≥ {RATE_TARGET:,.0f}",
+            f["notifications_per_s"] >= RATE_TARGET and complete,
+        ),
+        Row("storm", "latency P50 (sink − post)", f"{f['p50_ms']:.0f} ms"),
+        Row(
+            "storm",
+            "latency P99 (sink − post)",
+            f"{f['p99_ms']:.0f} ms",
+            f"< {P99_TARGET_MS:.0f} ms",
+            f["p99_ms"] < P99_TARGET_MS,
+        ),
+        Row(
+            "storm",
+            "CPU service / load gen / sink",
+            "{service:.2f} / {generator:.2f} / {sink:.2f} core".format(**f["cpu_share"]),
+        ),
+        Row(
+            "storm",
+            "service CPU by thread",
+            ", ".join(f"{name} {share:.2f}" for name, share in f["service_cpu_by_thread"].items()),
+        ),
+        Row(
+            "storm",
+            "service peak RSS (VmHWM)",
+            f"{rss:.0f} MiB" if rss else "n/a",
+            f"< {RSS_TARGET_MIB:.0f} MiB",
+            rss is not None and rss < RSS_TARGET_MIB,
+        ),
+    ]
+    return rows
