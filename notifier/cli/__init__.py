@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from notifier import __version__
+from notifier.channels.webhook import safe_url as redact_url
 from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
 from notifier.config import ConfigError
 from notifier.routing import route_labels
@@ -56,7 +57,7 @@ def check_config(config_path: Path) -> None:
         fail(str(exc))
     config = loaded.config
     click.echo(f"{config_path}: ok (hash {loaded.digest})")
-    click.echo(f"store: {config.storage.url.split('@')[-1]}")
+    click.echo(f"store: {redact_url(config.storage.url)}")
     click.echo("channels:")
     for name, channel in config.channels.items():
         click.echo(f"  {name} ({channel.type})")
