@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.smtp_server import Mailbox, smtp_server
 from tests.fakes.twilio_api import FakeTwilio
 from tests.processes import TOKEN, WebhookSink, serve_app
-from tests.test_channel_email import Mailbox, smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
