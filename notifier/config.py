@@ -101,7 +101,7 @@ class ServerConfig(Model):
 
 class StorageConfig(Model):
     url: str = "sqlite:///data/notifier.db"
-    workers: int = Field(default=32, ge=1, le=1024)
+    workers: int = Field(default=256, ge=1, le=1024)
     lease: Duration = timedelta(seconds=60)
     delivery_log_size: int = Field(default=100_000, ge=100)
 

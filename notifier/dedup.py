@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from notifier.config import LoadedConfig
 from notifier.notification import Notification
-from notifier.payload import Alert, WebhookPayload
+from notifier.payload import Alert, Status, WebhookPayload
 from notifier.routing import route_labels
 
 
@@ -38,15 +38,26 @@ def group_identity(payload: WebhookPayload) -> str:
     return f"{payload.receiver}\x00{{{labels}}}"
 
 
+def dedup_entry(alert: Alert) -> bytes:
+    """What one alert contributes to a dedup key: ``fingerprint|status|startsAt``."""
+    return f"{alert.fingerprint}|{alert.status}|{alert.starts_at.isoformat()}".encode()
+
+
 def dedup_key(channel: str, group: str, alerts: tuple[Alert, ...]) -> str:
     """The channel, the group, and the set of ``(fingerprint, status, startsAt)`` routed to it."""
+    return _dedup_key(channel, group, [dedup_entry(a) for a in alerts])
+
+
+def _dedup_key(channel: str, group: str, entries: list[bytes]) -> str:
+    # Sorting the UTF-8 bytes orders the entries as sorting their text would (UTF-8
+    # preserves code point order), so keys stay what they were.
     digest = hashlib.sha256()
     digest.update(channel.encode())
     digest.update(b"\x00")
     digest.update(group.encode())
-    for entry in sorted(f"{a.fingerprint}|{a.status}|{a.starts_at.isoformat()}" for a in alerts):
+    for entry in sorted(entries):
         digest.update(b"\x00")
-        digest.update(entry.encode())
+        digest.update(entry)
     return digest.hexdigest()
 
 
@@ -61,20 +72,26 @@ def plan_notifications(
     Resolved alerts are left out where ``send_resolved`` does not hold; a channel left
     with no alert gets no job.
     """
-    routed: dict[str, tuple[str, list[Alert]]] = {}
+    routed: dict[str, tuple[str, list[Alert], list[bytes]]] = {}
     for alert in payload.alerts:
         decision = route_labels(alert.labels, config.routes, config.config.default_channels)
+        entry = None
         for channel, route in decision.channels:
             if alert.status == "resolved" and not config.send_resolved(channel, route):
                 continue
-            routed.setdefault(channel, (route, []))[1].append(alert)
+            entry = entry or dedup_entry(alert)  # once per alert, whatever its channels
+            _, members, entries = routed.setdefault(channel, (route, [], []))
+            members.append(alert)
+            entries.append(entry)
 
     group = group_identity(payload)
     jobs = []
-    for channel, (route, alert_list) in routed.items():
+    for channel, (route, alert_list, entries) in routed.items():
         alerts = tuple(alert_list)
-        status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
-        notification = Notification(
+        status: Status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
+        # Every part was validated with the payload: construct without validating again
+        # (validation here was the larger part of planning a payload).
+        notification = Notification.model_construct(
             job_id=new_id(),
             channel=channel,
             route=route,
@@ -90,5 +107,5 @@ def plan_notifications(
             alerts=alerts,
         )
         ttl = config.repeat_interval(route).total_seconds()
-        jobs.append(PlannedJob(notification, dedup_key(channel, group, alerts), ttl))
+        jobs.append(PlannedJob(notification, _dedup_key(channel, group, entries), ttl))
     return jobs

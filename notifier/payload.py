@@ -15,9 +15,24 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_validator,
+)
 
 Status = Literal["firing", "resolved"]
+
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+# Serialisation context for Alertmanager's own wire shape: a missing ``endsAt`` is
+# written as Go's zero time instead of ``null``. Without it (the stored notification,
+# the API's listings) ``None`` stays ``null``.
+ALERTMANAGER_WIRE = {"alertmanager_wire": True}
 
 # Go's regexp.QuoteMeta escapes exactly these characters with a backslash.
 _QUOTE_META = re.compile(r"\\([\\.+*?()|\[\]{}^$])")
@@ -62,6 +77,17 @@ class Alert(BaseModel):
     generator_url: str = Field(default="", alias="generatorURL")
     fingerprint: str = ""
 
+    @field_serializer("ends_at", mode="wrap", when_used="json")
+    def _zero_time_on_the_wire(
+        self,
+        value: datetime | None,
+        handler: SerializerFunctionWrapHandler,
+        info: SerializationInfo,
+    ) -> object:
+        if value is None and info.context and info.context.get("alertmanager_wire"):
+            return GO_ZERO_TIME
+        return handler(value)
+
     @model_validator(mode="after")
     def _fill_fingerprint(self) -> Alert:
         if not self.fingerprint:
@@ -89,8 +115,4 @@ class WebhookPayload(BaseModel):
 
     def to_alertmanager_json(self) -> dict[str, object]:
         """The payload in Alertmanager's own wire shape (camelCase, zero ``endsAt``)."""
-        data = self.model_dump(mode="json", by_alias=True)
-        for alert in data["alerts"]:
-            if alert["endsAt"] is None:
-                alert["endsAt"] = "0001-01-01T00:00:00Z"
-        return data
+        return self.model_dump(mode="json", by_alias=True, context=ALERTMANAGER_WIRE)

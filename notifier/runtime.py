@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +81,11 @@ def load_checked(path: Path, env: Mapping[str, str]) -> LoadedConfig:
     return loaded
 
 
+def _new_job_id() -> str:
+    """128 random bits in hex: as unique as ``uuid4().hex``, without building a UUID."""
+    return os.urandom(16).hex()
+
+
 @dataclass
 class ReloadResult:
     ok: bool
@@ -146,7 +151,7 @@ class Runtime:
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
         """Route, dedup and durably enqueue one payload; raises ``StoreUnavailable``."""
         now = self.clock()
-        jobs = plan_notifications(payload, self.loaded, now, lambda: uuid.uuid4().hex)
+        jobs = plan_notifications(payload, self.loaded, now, _new_job_id)
         result = await self.store.enqueue(jobs, now)
         if result.enqueued and self.dispatcher is not None:
             self.dispatcher.wake()

@@ -89,8 +89,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
     """The request body, or None once it grows past ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            return None
+        # aiohttp holds the body to its Content-Length: one read instead of a chunk loop.
+        try:
+            return await request.content.readexactly(length)
+        except asyncio.IncompleteReadError as exc:  # the client went away mid-body
+            return exc.partial
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
@@ -115,10 +122,8 @@ async def receive_alerts(request: web.Request) -> web.Response:
     metrics = runtime.metrics
     started = time.perf_counter()
     response = await _receive(request, runtime)
-    code = str(response.status)
     elapsed = time.perf_counter() - started
-    metrics.requests.labels(code).inc()
-    metrics.request_duration.labels(code).observe(elapsed)
+    metrics.count_request(response.status, elapsed)
     log.info(
         "webhook request",
         extra={
@@ -152,10 +157,13 @@ async def _receive(request: web.Request, runtime: Runtime) -> web.Response:
     except StoreUnavailable as exc:
         log.error("store unavailable, answering 503", extra={"error": str(exc)})
         return json_error(503, "store unavailable, retry later")
-    for alert in payload.alerts:
-        severity = runtime.metrics.severity_label(alert.labels.get("severity", "none"))
-        runtime.metrics.alerts_received.labels(alert.status, severity).inc()
-    runtime.metrics.deduplicated.inc(result.deduplicated)
+    metrics = runtime.metrics
+    metrics.count_alerts(
+        (alert.status, metrics.severity_label(alert.labels.get("severity", "none")))
+        for alert in payload.alerts
+    )
+    if result.deduplicated:
+        metrics.deduplicated.inc(result.deduplicated)
     return web.json_response(
         {
             "accepted": len(payload.alerts),

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
 
 from notifier import __version__
 from notifier.channels.base import DeliveryError, Receipt
@@ -32,8 +34,34 @@ from notifier.channels.classify import (
 )
 from notifier.config import WebhookChannel as WebhookConfig
 from notifier.notification import Notification
+from notifier.payload import ALERTMANAGER_WIRE, Alert
 
 USER_AGENT = f"notifier/{__version__}"
+
+
+class _Body(TypedDict):
+    """The request body: Alertmanager's payload (version 4) plus our ``notifier`` block.
+
+    Spelled out key by key, in Alertmanager's order and camelCase, so pydantic serialises
+    it in one pass straight from the already validated ``Notification``: no second
+    validation through ``WebhookPayload`` and no ``json.dumps`` of an intermediate dict
+    (this was ~9% of the service's time in a storm).
+    """
+
+    version: str
+    receiver: str
+    status: str
+    alerts: tuple[Alert, ...]
+    groupLabels: dict[str, str]
+    commonLabels: dict[str, str]
+    commonAnnotations: dict[str, str]
+    externalURL: str
+    groupKey: str
+    truncatedAlerts: int
+    notifier: dict[str, str]
+
+
+_BODY = TypeAdapter(_Body)
 
 
 def safe_url(url: str) -> str:
@@ -74,14 +102,22 @@ class WebhookChannel:
         self._peer = f"webhook {safe_url(config.url)}"
 
     def body(self, notification: Notification) -> bytes:
-        """The exact bytes sent (and signed)."""
-        data = notification.to_payload().to_alertmanager_json()
-        data["notifier"] = {
-            "channel": notification.channel,
-            "route": notification.route,
-            "job_id": notification.job_id,
+        """The exact bytes sent (and signed): compact UTF-8 JSON, Alertmanager's zero ``endsAt``."""
+        n = notification
+        body: _Body = {
+            "version": "4",
+            "receiver": n.receiver,
+            "status": n.status,
+            "alerts": n.alerts,
+            "groupLabels": n.group_labels,
+            "commonLabels": n.common_labels,
+            "commonAnnotations": n.common_annotations,
+            "externalURL": n.external_url,
+            "groupKey": n.group_key,
+            "truncatedAlerts": n.truncated_alerts,
+            "notifier": {"channel": n.channel, "route": n.route, "job_id": n.job_id},
         }
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return _BODY.dump_json(body, by_alias=True, context=ALERTMANAGER_WIRE)
 
     def _request_headers(self, body: bytes, job_id: str) -> dict[str, str]:
         headers = {**self._headers, "Idempotency-Key": job_id}

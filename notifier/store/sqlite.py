@@ -42,6 +42,11 @@ from notifier.store.sqlite_threads import GroupCommitWriter, Reader
 # A job may be claimed when this is <= now: its not_before, or its lease's end.
 _DUE = "coalesce(lease_until, not_before)"
 _SWEEP_BATCH = 256  # expired dedup marks / thread refs removed per write, at most
+# Expired dedup marks are swept by an enqueue at most this often (seconds), and by every
+# enqueue while a sweep still finds a full batch. An expired mark is overwritten by the
+# insert-if-absent anyway: sweeping only bounds the table, so it need not be on every
+# enqueue's path (it was a DELETE per enqueue).
+_SWEEP_EVERY = 1.0
 
 _MARK = """
     INSERT INTO dedup (key, expires_at) VALUES (?, ?)
@@ -105,6 +110,7 @@ class SQLiteStore:
         self._writer = GroupCommitWriter(partial(connect_writer, path, synchronous), name)
         self._reader = Reader(partial(connect_reader, path), name)
         self._recent = RecentNotifications()
+        self._next_sweep = float("-inf")  # when an enqueue next sweeps expired dedup marks
 
     async def open(self) -> None:
         """Start the threads and create or migrate the file; ``StoreUnavailable`` if it can't."""
@@ -130,7 +136,12 @@ class SQLiteStore:
             )
             for job in jobs
         ]
-        result = await self._writer.run(partial(_enqueue, rows, now))
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + _SWEEP_EVERY
+        result, backlog = await self._writer.run(partial(_enqueue, rows, now, sweep))
+        if backlog:
+            self._next_sweep = float("-inf")  # more expired marks wait: the next one sweeps too
         stored = set(result.enqueued)
         self._recent.remember(job.notification for job in jobs if job.notification.job_id in stored)
         return result
@@ -251,8 +262,15 @@ def _fetch_all(
 
 
 def _enqueue(
-    rows: list[tuple[str, float, str, str, str]], now: float, conn: sqlite3.Connection
-) -> EnqueueResult:
+    rows: list[tuple[str, float, str, str, str]],
+    now: float,
+    sweep: bool,
+    conn: sqlite3.Connection,
+) -> tuple[EnqueueResult, bool]:
+    """Store the jobs whose marks are absent; with ``sweep``, drop expired marks too.
+
+    Also says whether the sweep removed a full batch (more expired marks may wait).
+    """
     enqueued: list[str] = []
     deduplicated = 0
     for key, expires_at, job_id, channel, payload in rows:
@@ -263,8 +281,8 @@ def _enqueue(
             deduplicated += 1  # this very job is already stored
         else:
             enqueued.append(job_id)
-    conn.execute(_SWEEP_DEDUP, (now,))
-    return EnqueueResult(tuple(enqueued), deduplicated)
+    swept = conn.execute(_SWEEP_DEDUP, (now,)).rowcount if sweep else 0
+    return EnqueueResult(tuple(enqueued), deduplicated), swept >= _SWEEP_BATCH
 
 
 def _claimable(skipping: int) -> str:

@@ -2,12 +2,13 @@
 
 ``GroupCommitWriter``: every write is a small function of a connection (an *op*) put on
 a queue. One thread takes whatever ops are waiting (up to ``max_batch``), runs them in
-ONE transaction, each inside its own savepoint, commits, and only then resolves each
-caller's future. While it commits (an fsync), new ops pile up and form the next batch,
-so under load one fsync serves many requests: a group commit.
+ONE transaction, commits, and only then resolves each caller's future. While it commits
+(an fsync), new ops pile up and form the next batch, so under load one fsync serves many
+requests: a group commit.
 
-- An op that raises (a bug, a constraint) is rolled back to its savepoint and fails
-  alone; the rest of the batch commits.
+- An op that raises (a bug, a constraint) fails alone; the rest of the batch commits.
+  Ops run without savepoints (they cost two statements each); when one raises, the
+  transaction is rolled back and the batch runs again with a savepoint per op.
 - A store-level error (``OperationalError``: disk I/O error, read-only file, disk full,
   database locked past the busy timeout; an unreadable file) fails the whole batch with
   ``StoreUnavailable`` and drops the connection. The next op opens a new one, so the
@@ -135,25 +136,17 @@ class GroupCommitWriter:
         self._drop_connection()
 
     def _execute(self, batch: list[_Item]) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = item.op(conn)
-                except Exception as exc:
-                    if _store_level(exc):
-                        raise
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((item, None, exc))
-                else:
-                    outcomes.append((item, value, None))
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
+            outcomes = self._transaction(self._conn, batch, savepoints=False)
+            if outcomes is None:
+                # An op failed on its own: its partial writes are in the transaction, which
+                # was rolled back whole. Run the batch again, each op in a savepoint, so the
+                # failing op fails alone. Ops are functions of the connection only, so
+                # running one again after the rollback is safe.
+                outcomes = self._transaction(self._conn, batch, savepoints=True)
+                assert outcomes is not None
         except StoreUnavailable as exc:  # raised by connect (schema too new, SQLite too old)
             self._drop_connection()
             return [(item, None, exc) for item in batch]
@@ -162,6 +155,38 @@ class GroupCommitWriter:
             self._drop_connection()
             error = StoreUnavailable(f"{self._name} cannot write: {exc}")
             return [(item, None, error) for item in batch]
+        return outcomes
+
+    @staticmethod
+    def _transaction(
+        conn: sqlite3.Connection, batch: list[_Item], *, savepoints: bool
+    ) -> list[_Outcome] | None:
+        """Run ``batch`` in one transaction and commit it; a store-level error propagates.
+
+        Without ``savepoints`` (the usual case: two statements fewer per op) the first op
+        that raises rolls the transaction back and the result is None. With them, such an
+        op is rolled back to its savepoint and fails alone; the rest commit.
+        """
+        outcomes: list[_Outcome] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for item in batch:
+            if savepoints:
+                conn.execute("SAVEPOINT op")
+            try:
+                value = item.op(conn)
+            except Exception as exc:
+                if _store_level(exc):
+                    raise
+                if not savepoints:
+                    conn.execute("ROLLBACK")
+                    return None
+                conn.execute("ROLLBACK TO op")
+                outcomes.append((item, None, exc))
+            else:
+                outcomes.append((item, value, None))
+            if savepoints:
+                conn.execute("RELEASE op")
+        conn.execute("COMMIT")
         return outcomes
 
     def _drop_connection(self) -> None:
