@@ -3,14 +3,15 @@
 ``load_config`` is the only place that reads the config file, the environment
 (``${VAR}``) and secret files. Every problem is collected and raised at once as a
 ``ConfigError`` whose lines each start with the key path (``routes[1].matchers[0]: ...``).
-Template *compilation* is checked by the template renderer (``check_templates``), which
-the composition root runs after loading; here we only check that the files exist.
+Template *compilation* is checked by the composition root after loading
+(``runtime.template_problems``, with the renderer); here we only check that the files exist.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -50,6 +52,14 @@ def _e164(value: str) -> str:
 
 
 E164 = Annotated[str, AfterValidator(_e164)]
+
+
+def check_listen(value: str) -> str:
+    """``value`` if it is ``HOST:PORT`` (``server.listen``, ``serve --listen``), else ValueError."""
+    _, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+    return value
 
 
 class Model(BaseModel):
@@ -85,10 +95,7 @@ class ServerConfig(Model):
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        _, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen must be HOST:PORT, got {value!r}")
-        return value
+        return check_listen(value)
 
     @property
     def host(self) -> str:
@@ -154,6 +161,18 @@ class EmailChannel(ChannelBase):
     template: str = "performance_alert.html"
     text_template: str | None = None
     max_alerts: int = Field(default=50, ge=1)
+
+    @field_validator("ca")
+    @classmethod
+    def _pem_certificates(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Checked here, so a bad file fails at load (and a reload keeps the running config)
+        # instead of when the channel opens. A placeholder (``ca_file`` unread) passes.
+        if value is not None and not (info.context or {}).get("placeholders"):
+            try:
+                ssl.create_default_context(cadata=value)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"not PEM CA certificates ({exc.args[-1]})") from None
+        return value
 
 
 class SlackChannel(ChannelBase):
@@ -257,9 +276,6 @@ class LoadedConfig:
     templates_dir: Path
     routes: tuple[Route, ...]
     digest: str
-
-    def channel_template(self, name: str) -> str | None:
-        return getattr(self.config.channels[name], "template", None)
 
     def repeat_interval(self, route_name: str) -> timedelta:
         for route in self.config.routes:
@@ -383,7 +399,7 @@ def parse_config(
     )
     config = None
     try:
-        config = Config.model_validate(raw)
+        config = Config.model_validate(raw, context={"placeholders": placeholders})
     except ValidationError as exc:
         # A value emptied by an unset variable fails validation too: say it once.
         unset = [p.partition(":")[0] for p in problems]

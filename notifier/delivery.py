@@ -212,6 +212,9 @@ class Deliverer:
         lane.failed[error.reason].inc()
         name = lane.channel.name
         if not error.retryable:
+            # The peer answered, so it is up: a half-open circuit's trial that gets a
+            # refusal closes it, instead of leaving the trial out until ``reset_after``.
+            lane.breaker.record_success()
             await self._dead(job, lane, error.reason, str(error), took)
             return
         now = self._clock()

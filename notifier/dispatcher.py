@@ -40,7 +40,7 @@ _IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall du
 # full lanes came back short, no claim skips them again for this long unless one of them
 # has room again, since each walks their backlog (and wake() comes with every enqueue).
 _NOTHING_DUE_FLOOR = 0.05
-_STORE_DOWN_PAUSE = (0.5, 5.0)  # first and longest pause between claims while the store is down
+_STORE_DOWN_PAUSE = (0.5, 5.0)  # first and longest pause between failed claims (store down)
 _CANCEL_GRACE = 5.0  # for cancelled sends to hand their jobs back
 
 
@@ -143,7 +143,7 @@ class Dispatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        store_down = 0
+        failures = 0  # claims failed in a row
         while True:
             self._wakeup.clear()
             limit, full = self._room()
@@ -155,14 +155,19 @@ class Dispatcher:
                 continue
             try:
                 jobs = await self._claim(limit, full)
-            except StoreUnavailable as exc:
-                store_down += 1
+            except Exception as exc:
+                # Whatever went wrong, the loop must outlive it: a dead claim loop would
+                # leave the receiver answering 202 for jobs that nothing ever delivers.
+                failures += 1
                 first, longest = _STORE_DOWN_PAUSE
-                pause = min(first * 2 ** (store_down - 1), longest)
-                log.warning("store unavailable while claiming (%s); again in %.1fs", exc, pause)
+                pause = min(first * 2 ** (failures - 1), longest)
+                if isinstance(exc, StoreUnavailable):
+                    log.warning("store unavailable while claiming (%s); again in %.1fs", exc, pause)
+                else:
+                    log.exception("claiming jobs failed unexpectedly; again in %.1fs", pause)
                 await asyncio.sleep(pause)
                 continue
-            store_down = 0
+            failures = 0
             self._spawn(jobs)
             if len(jobs) < limit:
                 if full:
@@ -201,6 +206,9 @@ class Dispatcher:
         try:
             due = await self._store.next_due_at()
         except StoreUnavailable:
+            due = None
+        except Exception:
+            log.exception("asking the store for the next due job failed unexpectedly")
             due = None
         delay = _IDLE_CAP if due is None else min(max(0.0, due - self._clock()), _IDLE_CAP)
         if nothing_claimed:

@@ -86,7 +86,8 @@ class CircuitBreaker:
     worker was cancelled) is given up after ``reset_after`` and another one is allowed.
     While a trial is out, other callers are told to come back in ``recheck`` seconds, so
     they follow soon after a successful trial. Only retryable failures should be
-    recorded: a permanent error says the peer is up and refused this one message.
+    recorded: a permanent error says the peer is up and refused this one message (the
+    dispatcher records it as a success).
     """
 
     def __init__(self, failure_threshold: int, reset_after: float, recheck: float = 1.0) -> None:
@@ -124,7 +125,8 @@ class CircuitBreaker:
         return 0.0
 
     def record_success(self) -> None:
-        """The peer took a message: close the circuit and forget past failures."""
+        """The peer answered (took a message, or refused it for good): close the circuit
+        and forget past failures."""
         self._state = "closed"
         self._failures = 0
         self._trial_started = None

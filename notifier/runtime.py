@@ -116,6 +116,9 @@ class Runtime:
         self.channels: Channels | None = None
         self.dispatcher: Dispatcher | None = None
         self._reload_lock = asyncio.Lock()
+        # Channels replaced by a reload, each with the timer that closes it.
+        self._retired: list[tuple[Channels, asyncio.TimerHandle]] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _renderer(self, loaded: LoadedConfig) -> Renderer:
         fallbacks = self.metrics.template_fallbacks
@@ -144,6 +147,13 @@ class Runtime:
             grace = self.loaded.config.server.shutdown_grace.total_seconds()
         if self.dispatcher is not None:
             await self.dispatcher.stop(grace)
+        # Sends are over: channels a reload replaced close now, not when their timer fires.
+        retired, self._retired = self._retired, []
+        for channels, timer in retired:
+            timer.cancel()
+            await channels.aclose()
+        if self._closing:
+            await asyncio.wait(set(self._closing))
         if self.channels is not None:
             await self.channels.aclose()
         await self.store.close()
@@ -174,20 +184,41 @@ class Runtime:
                 )
                 return ReloadResult(False, exc.problems, self.loaded.digest)
             renderer = self._renderer(loaded)
-            channels = await open_channels(loaded, renderer, self.store, clock=self.clock)
-            old_channels = self.channels
+            try:
+                channels = await open_channels(loaded, renderer, self.store, clock=self.clock)
+            except Exception as exc:
+                self.metrics.config_reload_success.set(0)
+                log.exception("config reload failed opening its channels, keeping the running one")
+                problem = f"channels: cannot open them: {type(exc).__name__}"
+                return ReloadResult(False, [problem], self.loaded.digest)
+            old_channels, old_loaded = self.channels, self.loaded
             self.loaded, self.renderer, self.channels = loaded, renderer, channels
             self._declare(loaded)
             if self.dispatcher is not None:
                 self.dispatcher.replace_config(loaded, channels)
             if old_channels is not None:
-                # Sends already under way keep the old clients until they finish.
-                asyncio.get_running_loop().call_later(
-                    loaded.config.defaults.timeout.total_seconds() + 1,
-                    lambda: asyncio.ensure_future(old_channels.aclose()),
-                )
+                self._retire(old_channels, retire_after(old_loaded))
             self.loaded_at = self.clock()
             self.metrics.config_reload_success.set(1)
             self.metrics.config_reload_time.set(self.loaded_at)
             log.info("config reloaded", extra={"config_hash": loaded.digest})
             return ReloadResult(True, [], loaded.digest)
+
+    def _retire(self, channels: Channels, after: float) -> None:
+        """Close channels a reload replaced once the sends started with them are over."""
+        loop = asyncio.get_running_loop()
+
+        def close() -> None:
+            self._retired = [entry for entry in self._retired if entry[0] is not channels]
+            task = loop.create_task(channels.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        self._retired.append((channels, loop.call_later(after, close)))
+
+
+def retire_after(loaded: LoadedConfig) -> float:
+    """Seconds after a reload until ``loaded``'s channels may close: every send started
+    with them is bounded by its channel's timeout, which may exceed ``defaults.timeout``."""
+    timeouts = (loaded.timeout(name).total_seconds() for name in loaded.config.channels)
+    return max(timeouts, default=0.0) + 1.0

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from notifier.payload import Alert, WebhookPayload, labels_fingerprint
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
+from notifier.payload import GO_ZERO_TIME, Alert, WebhookPayload, labels_fingerprint
 
 
 def build_payload(
@@ -41,7 +39,7 @@ def build_payload(
             "labels": all_labels,
             "annotations": all_annotations,
             "startsAt": now.isoformat(),
-            "endsAt": now.isoformat() if resolved else ZERO_TIME,
+            "endsAt": now.isoformat() if resolved else GO_ZERO_TIME,
             "generatorURL": "http://prometheus.example.internal:9090/graph",
             "fingerprint": labels_fingerprint(all_labels),
         }
@@ -83,7 +81,7 @@ def sample_payload() -> WebhookPayload:
                         "runbook_url": "https://runbooks.example.internal/high-error-rate",
                     },
                     "startsAt": now.isoformat(),
-                    "endsAt": now.isoformat() if status == "resolved" else ZERO_TIME,
+                    "endsAt": now.isoformat() if status == "resolved" else GO_ZERO_TIME,
                     "generatorURL": "http://prometheus.example.internal:9090/graph",
                     "fingerprint": labels_fingerprint(labels),
                 }

@@ -26,10 +26,9 @@ def run_server(
     setup_logging(log_level)
     runtime = Runtime(config_path, env)
     server = runtime.loaded.config.server
-    host, port = server.host, server.port
     if listen:
-        address, _, port_text = listen.rpartition(":")
-        host, port = address.strip("[]") or "0.0.0.0", int(port_text)
+        server = server.model_copy(update={"listen": listen})  # checked by the CLI
+    host, port = server.host, server.port
     app = create_app(runtime)
 
     async def on_startup(app: web.Application) -> None:
@@ -46,7 +45,8 @@ def run_server(
         )
 
     async def on_shutdown(app: web.Application) -> None:
-        log.info("notifier shutting down", extra={"grace_seconds": server.shutdown_grace.seconds})
+        grace = server.shutdown_grace.total_seconds()
+        log.info("notifier shutting down", extra={"grace_seconds": grace})
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -344,4 +344,17 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
 def install_reload_signal(runtime: Runtime) -> None:
     """SIGHUP reloads the config, as for Prometheus and Alertmanager."""
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload()))
+    # The loop keeps only a weak reference to a task: hold each reload until it is done.
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(runtime.reload())
+        reloads.add(task)
+        task.add_done_callback(_reload_done)
+
+    def _reload_done(task: asyncio.Task[Any]) -> None:
+        reloads.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("config reload on SIGHUP failed", exc_info=exc)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)

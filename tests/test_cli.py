@@ -129,3 +129,9 @@ def test_fire_dry_run_prints_routing_and_messages_and_sends_nothing() -> None:
     for channel in CRITICAL:
         assert f"--- {channel} (" in out
     assert "HighErrorRate" in out
+
+
+def test_serve_with_a_bad_listen_is_a_usage_error() -> None:
+    code, _, err = run(["serve", "--config", str(ROOT / "config/demo.yaml"), "--listen", "abc"])
+    assert code == 2
+    assert "listen must be HOST:PORT, got 'abc'" in err

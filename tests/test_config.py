@@ -105,3 +105,13 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_an_unread_ca_file_passes_where_placeholders_stand_in_for_secrets() -> None:
+    text = f"""
+templates_dir: "{ROOT / "templates"}"
+channels:
+  mail: {{type: email, host: h, from: a@example.com, to: [o@example.com], ca_file: missing.pem}}
+"""
+    loaded = parse_config(text, ROOT / "notifier.yaml", {}, placeholders=True)
+    assert loaded.config.channels["mail"].ca == "<ca_file>"  # type: ignore[union-attr]

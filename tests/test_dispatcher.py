@@ -175,6 +175,27 @@ async def test_permanent_error_dead_letters_at_once_and_other_channels_deliver()
     assert h.dispatcher.circuit_states() == {"bad": "closed", "good": "closed"}
 
 
+async def test_a_refused_trial_closes_a_half_open_circuit() -> None:
+    unavailable = RetryableError(FailureReason.SERVER_ERROR, "503 Service Unavailable")
+    refused = PermanentError(FailureReason.CLIENT_ERROR, "400 Bad Request")
+    channel = RecordingChannel("hook", outcomes=[unavailable, refused])
+    config = config_for_tests(
+        {"hook": {"circuit_breaker_failures": 1, "circuit_breaker_reset": "30s"}},
+        everything_to("hook"),
+    )
+    h = Harness(config, [channel])
+    await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert h.dispatcher.circuit_states() == {"hook": "open"}
+
+    h.clock.advance(31)  # past the reset: the retry is the half-open circuit's trial
+    await h.dispatcher.drain()
+
+    assert await h.outcomes("hook") == ["retry", "dead"]
+    # The peer answered: it is up, so the next job need not wait out another trial.
+    assert h.dispatcher.circuit_states() == {"hook": "closed"}
+
+
 async def test_replayed_dead_letter_is_delivered() -> None:
     channel = RecordingChannel(
         "hook", outcomes=[PermanentError(FailureReason.AUTH, "401 Unauthorized")]
@@ -465,6 +486,37 @@ async def test_claim_loop_survives_an_unavailable_store() -> None:
         await h.dispatcher.stop(grace=1.0)
     assert store.failures == 0
     assert len(channel.sent) == 1
+
+
+class _ClaimBugAtFirst(MemoryStore):
+    """A MemoryStore whose first ``claim`` fails with an error that is not ``StoreUnavailable``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("a bug in the store")
+        return await super().claim(limit, lease, now, skip_channels)
+
+
+async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCaptureFixture) -> None:
+    channel = RecordingChannel("hook")
+    store = _ClaimBugAtFirst()
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    try:
+        await channel.wait_for_deliveries(1, timeout=3.0)
+    finally:
+        await h.dispatcher.stop(grace=1.0)
+    assert store.failures == 0
+    assert len(channel.sent) == 1
+    assert any("claiming jobs failed unexpectedly" in r.getMessage() for r in caplog.records)
 
 
 def test_channels_must_be_in_the_config() -> None:

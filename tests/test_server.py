@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURES, LOG_CONFIG, AppFactory
+from notifier.config import parse_config
+from notifier.runtime import Runtime, retire_after
+from tests.conftest import FIXTURES, LOG_CONFIG, ROOT, AppFactory
 
 AUTH = {"Authorization": "Bearer s3cret-token"}
 JSON = {"Content-Type": "application/json", **AUTH}
@@ -187,6 +190,49 @@ async def test_reload_keeps_the_old_config_when_the_new_one_is_bad(
     assert (
         "notifier_config_last_reload_successful 1.0" in await (await client.get("/metrics")).text()
     )
+
+
+WEBHOOK_CONFIG = LOG_CONFIG.replace(
+    "  console: {type: log}\n",
+    "  console: {type: log}\n"
+    '  hook: {type: webhook, url: "http://127.0.0.1:9/hook", timeout: 30s}\n',
+)
+
+
+async def test_reload_that_cannot_open_its_channels_keeps_the_old_config(
+    app_client: AppFactory, write_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await app_client()
+
+    async def cannot_open(*args: Any, **kwargs: Any) -> Any:
+        raise ssl.SSLError("no start line: cadata does not contain a certificate")
+
+    monkeypatch.setattr("notifier.runtime.open_channels", cannot_open)
+    write_config(LOG_CONFIG.replace("max_body_bytes: 65536", "max_body_bytes: 65537"))
+    response = await client.post("/-/reload", headers=AUTH)
+    assert response.status == 400
+    assert (await response.json())["details"] == ["channels: cannot open them: SSLError"]
+    assert (
+        "notifier_config_last_reload_successful 0.0" in await (await client.get("/metrics")).text()
+    )
+    assert (await client.post("/api/v1/alerts", data=FIRING, headers=JSON)).status == 202
+
+
+def test_channels_a_reload_replaced_outlive_their_longest_send() -> None:
+    loaded = parse_config(WEBHOOK_CONFIG, ROOT / "notifier.yaml", {})
+    # The webhook's own 30s timeout bounds its sends, not defaults.timeout (10s).
+    assert retire_after(loaded) == 31.0
+
+
+async def test_stop_closes_the_channels_a_reload_replaced(write_config: Any) -> None:
+    runtime = Runtime(write_config(WEBHOOK_CONFIG), {})
+    await runtime.start(dispatch=False)
+    assert runtime.channels is not None
+    session = runtime.channels["hook"]._session  # type: ignore[attr-defined]
+    assert (await runtime.reload()).ok
+    assert not session.closed  # sends started before the reload may still use it
+    await runtime.stop()
+    assert session.closed
 
 
 async def test_metrics_count_requests_and_alerts(app_client: AppFactory) -> None:

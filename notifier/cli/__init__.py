@@ -16,7 +16,7 @@ import click
 from notifier import __version__
 from notifier.channels.webhook import safe_url as redact_url
 from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
-from notifier.config import ConfigError
+from notifier.config import ConfigError, check_listen
 from notifier.routing import route_labels
 
 
@@ -26,9 +26,18 @@ def cli() -> None:
     """notifier: routes Alertmanager's alerts to email, Slack, SMS and webhooks."""
 
 
+def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else check_listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @config_option
-@click.option("--listen", help="HOST:PORT to listen on (overrides server.listen).")
+@click.option(
+    "--listen", callback=_listen, help="HOST:PORT to listen on (overrides server.listen)."
+)
 @click.option(
     "--log-level",
     default=lambda: os.environ.get("NOTIFIER_LOG_LEVEL", "info"),
