@@ -134,6 +134,27 @@ def _same_protection(a: LaneSettings, b: LaneSettings) -> bool:
     )
 
 
+def _log_attempt(level: int, record: DeliveryRecord, attempt: int, **more: float) -> None:
+    """One JSON line per delivery attempt (DESIGN §6): ids, channel, outcome, reason, latency."""
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
+        "delivery attempt",
+        extra={
+            "job_id": record.job_id,
+            "channel": record.channel,
+            "type": record.channel_type,
+            "outcome": record.outcome,
+            "reason": record.reason,
+            "attempt": attempt,
+            "latency_ms": round(record.latency * 1000, 3),
+            "error": record.error if record.outcome != "delivered" else None,
+            **more,
+        },
+    )
+
+
 def _age(seconds: float) -> str:
     return format_duration(timedelta(seconds=max(0.0, seconds)))
 
@@ -155,6 +176,8 @@ class Deliverer:
         wait, reason = lane.breaker.allow(now), lane.last_reason
         if not wait and lane.limiter is not None:
             wait, reason = lane.limiter.reserve(now), FailureReason.RATE_LIMITED
+            if wait:
+                lane.breaker.abandon_trial()
         if wait:
             await self._hold_back(job, lane, now, wait, reason)
             return
@@ -203,14 +226,13 @@ class Deliverer:
         lane.attempt_duration.observe(took)
         lane.delivered.inc()
         lane.latency.observe(record.at - record.received_at)
-        log.debug("delivered job %s via %s", job.id, lane.channel.name)
+        _log_attempt(logging.INFO, record, job.attempts + 1)
         await self._write(job.id, lambda: self._store.complete(record))
 
     async def _failed(self, job: ClaimedJob, lane: Lane, error: DeliveryError, took: float) -> None:
         lane.attempts.inc()
         lane.attempt_duration.observe(took)
         lane.failed[error.reason].inc()
-        name = lane.channel.name
         if not error.retryable:
             # The peer answered, so it is up: a half-open circuit's trial that gets a
             # refusal closes it, instead of leaving the trial out until ``reset_after``.
@@ -232,8 +254,8 @@ class Deliverer:
             await self._dead(job, lane, error.reason, text, took)
             return
         lane.retries.inc()
-        log.info("job %s via %s failed (%s); retry in %.1fs", job.id, name, error, delay)
         record = self._record(job, lane.channel.type, "retry", error.reason, str(error), took)
+        _log_attempt(logging.INFO, record, attempts, retry_in_s=round(delay, 3))
         await self._write(job.id, lambda: self._store.reschedule(record, not_before=now + delay))
 
     async def _hold_back(
@@ -255,8 +277,8 @@ class Deliverer:
         self, job: ClaimedJob, lane: Lane, reason: FailureReason, text: str, took: float
     ) -> None:
         lane.dead[reason].inc()
-        log.warning("job %s via %s dead-lettered: %s", job.id, lane.channel.name, text)
         record = self._record(job, lane.channel.type, "dead", reason, text, took)
+        _log_attempt(logging.WARNING, record, job.attempts + 1)
         await self._write(job.id, lambda: self._store.dead_letter(record))
 
     async def _hand_back(self, job: ClaimedJob) -> None:
@@ -271,8 +293,8 @@ class Deliverer:
         name = job.notification.channel
         text = f"other: channel {name!r} is not configured (removed by a config reload?)"
         self._metrics.dead_lettered.labels(name, "unknown", FailureReason.OTHER.value).inc()
-        log.warning("job %s dead-lettered: %s", job.id, text)
         record = self._record(job, "unknown", "dead", FailureReason.OTHER, text, 0.0)
+        _log_attempt(logging.WARNING, record, job.attempts)
         await self._write(job.id, lambda: self._store.dead_letter(record))
 
     def _record(

@@ -124,6 +124,11 @@ class CircuitBreaker:
         self._trial_started = now
         return 0.0
 
+    def abandon_trial(self) -> None:
+        """The trial ``allow`` handed out was not attempted (rate limit): let the next job try."""
+        if self._state == "half_open":
+            self._trial_started = None
+
     def record_success(self) -> None:
         """The peer answered (took a message, or refused it for good): close the circuit
         and forget past failures."""

@@ -157,6 +157,11 @@ async def _receive(request: web.Request, runtime: Runtime) -> web.Response:
     except StoreUnavailable as exc:
         log.error("store unavailable, answering 503", extra={"error": str(exc)})
         return json_error(503, "store unavailable, retry later")
+    except Exception:
+        # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
+        # but would say "our bug" to a client that can do nothing about it.
+        log.exception("could not enqueue the notifications, answering 503")
+        return json_error(503, "could not store the notifications, retry later")
     metrics = runtime.metrics
     metrics.count_alerts(
         (alert.status, metrics.severity_label(alert.labels.get("severity", "none")))

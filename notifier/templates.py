@@ -139,6 +139,8 @@ class Renderer:
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
             undefined=_StrictButTestable,
+            # A reload builds a new renderer: no need to stat template files on every render.
+            auto_reload=False,
             trim_blocks=False,
             keep_trailing_newline=False,
         )

@@ -234,3 +234,14 @@ def test_backoff_is_reproducible_with_a_seeded_rng() -> None:
 def test_backoff_counts_attempts_from_one() -> None:
     with pytest.raises(ValueError):
         backoff_delay(0, 1.0, 60.0, None, random.Random(1))
+
+
+def test_an_abandoned_trial_lets_the_next_job_try() -> None:
+    """A half-open trial held back by the rate limiter must not block the circuit."""
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=30.0)
+    breaker.record_failure(0.0)
+    assert breaker.allow(31.0) == 0.0  # the trial
+    assert breaker.allow(31.5) > 0  # one trial at a time
+    breaker.abandon_trial()
+    assert breaker.allow(31.5) == 0.0
+    assert breaker.state == "half_open"
