@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 from procs import ROOT, Placement
-from servers import ServiceOptions
+from servers import Server, ServiceOptions
 
 RESULTS_DIR = ROOT / "bench/results"
 
@@ -31,6 +31,7 @@ class Bench:
     storm_count: int
     single_count: int
     profile: bool
+    redis: Server | None = None  # the private redis-server, with --store redis
 
 
 @dataclass(frozen=True)

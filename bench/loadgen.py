@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 BodyFactory = Callable[[int], bytes]
@@ -121,19 +121,25 @@ async def _connection(
 
 
 async def post_bodies(
-    target: Target,
+    targets: Sequence[Target],
     make_body: BodyFactory,
     *,
     connections: int,
     duration: float,
     count: int | None = None,
 ) -> LoadResult:
-    """POST ``make_body(0..count-1)`` over ``connections`` connections, ``duration`` s at most."""
+    """POST ``make_body(0..count-1)`` over ``connections`` connections, ``duration`` s at most.
+
+    Connection ``i`` goes to ``targets[i % len(targets)]`` (round robin over replicas).
+    """
     indexes = iter(range(count)) if count is not None else itertools.count()
     result = LoadResult()
     started = time.perf_counter()
     deadline = started + duration
-    tasks = [_connection(target, indexes, make_body, deadline, result) for _ in range(connections)]
+    tasks = [
+        _connection(targets[i % len(targets)], indexes, make_body, deadline, result)
+        for i in range(connections)
+    ]
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     result.errors += sum(1 for outcome in outcomes if isinstance(outcome, BaseException))
     result.elapsed_s = time.perf_counter() - started

@@ -32,27 +32,48 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 
 @dataclass(frozen=True)
 class Placement:
-    """Where processes run: a core per role, or None when pinning is not possible."""
+    """Where processes run: a core per role, or None when not pinned.
+
+    ``server`` and ``client`` are the baseline's cores: the bare handler alone on one, its
+    load generator on the other, whatever the replicas. ``replicas`` has one core per
+    ``notifier serve``; ``load`` is the core of everything else while the service runs
+    (sink, load generators, driver, Redis): the client core beside one replica, None
+    (not pinned, sharing every core with the replicas) when the replicas take both cores.
+    """
 
     server: int | None
     client: int | None
+    replicas: tuple[int | None, ...] = (None,)
+    load: int | None = None
 
     @classmethod
-    def detect(cls) -> Placement:
+    def detect(cls, replicas: int = 1) -> Placement:
         cores = os.sched_getaffinity(0)
-        if {SERVER_CORE, CLIENT_CORE} <= cores and shutil.which("taskset"):
-            return cls(SERVER_CORE, CLIENT_CORE)
-        return cls(None, None)
+        if not ({SERVER_CORE, CLIENT_CORE} <= cores and shutil.which("taskset")):
+            return cls(None, None, (None,) * replicas, None)
+        if replicas == 1:
+            return cls(SERVER_CORE, CLIENT_CORE, (SERVER_CORE,), CLIENT_CORE)
+        if replicas == 2:
+            return cls(SERVER_CORE, CLIENT_CORE, (SERVER_CORE, CLIENT_CORE), None)
+        raise ValueError("pinning places one or two replicas")
 
     def pin_self(self) -> None:
-        """Run this (driver + Python load generator) process on the client core."""
-        if self.client is not None:
-            os.sched_setaffinity(0, {self.client})
+        """Run this (driver + Python load generator) process on the load core, if any."""
+        if self.load is not None:
+            os.sched_setaffinity(0, {self.load})
 
-    def describe(self) -> str:
+    def describe(self, redis: bool = False) -> str:
+        others = "sink, load generator" + (", Redis" if redis else "")
         if self.server is None:
             return "not pinned (needs 2 cores and taskset)"
-        return f"server on core {self.server}; sink and load generator on core {self.client}"
+        if len(self.replicas) == 1:
+            return f"server on core {self.server}; {others} on core {self.load}"
+        return (
+            f"replicas on cores {' and '.join(map(str, self.replicas))} (one each); "
+            f"{others} and driver not pinned: they share the cores with the replicas; "
+            f"bare handler baseline as with one: core {self.server}, its wrk on core "
+            f"{self.client}"
+        )
 
 
 def pinned(argv: Sequence[str], core: int | None) -> list[str]:

@@ -78,10 +78,16 @@ def render_machine(info: dict[str, Any]) -> str:
         f"machine: {info['nproc']} cpus ({info['usable_cores']} usable), {info['cpu']}, "
         f"Python {info['python']}, Linux {info['kernel']}\n"
         f"placement: {info['placement']}\nload generator: {info['load_generator']}\n"
-        "service: {store} store, storage.workers {workers}, log level {log_level}".format(
+        "service: {replicas} × notifier serve, {store} store, storage.workers {workers},"
+        " log level {log_level}".format(
             **info["service"] | {"workers": info["service"]["workers"] or "default"}
         )
     )
+    if info["service"].get("redis_url"):
+        text += (
+            f" (private redis-server at {info['service']['redis_url']}, appendonly yes,"
+            " appendfsync everysec, no snapshots, keys flushed before each part)"
+        )
     if info["cpu_busy_before_start"] > BUSY_SHARE:
         text += (
             f"\nWARNING: the CPUs were {info['cpu_busy_before_start']:.0%} busy before the start:"

@@ -3,10 +3,12 @@
 Run from the project root::
 
     .venv/bin/python bench/run.py [--only ingest|storm|single] [--quick] [--profile]
+    .venv/bin/python bench/run.py --store redis [--replicas 2]
 
-It starts everything it measures (the sink, the bare handler, one fresh ``notifier
-serve`` per part, on SQLite under a temp dir), pins the server to core 0 and the sink
-and load generators to core 1 when it can, prints a table with the targets and a
+It starts everything it measures (the sink, the bare handler, fresh ``notifier serve``
+processes per part, on SQLite under a temp dir or on a private redis-server), pins the
+server to core 0 and the sink and load generators to core 1 when it can (two replicas:
+one per core, the rest not pinned), prints a table with the targets and a
 PASS/FAIL mark, and writes the figures to ``bench/results/latest.json``. Every load is
 bounded in count and time; every process it starts is stopped on the way out, also on
 an error or Ctrl-C. Only 127.0.0.1 is ever contacted. See ``bench/README.md``.
@@ -62,9 +64,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--store",
-        choices=["sqlite", "memory"],
+        choices=["sqlite", "memory", "redis"],
         default="sqlite",
-        help="the service's store (memory: not durable, to see what SQLite costs)",
+        help="the service's store (memory: not durable, to see what SQLite costs; redis: a"
+        " private redis-server started and stopped by the bench)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="notifier serve processes on one store (2 needs --store redis)",
     )
     parser.add_argument("--workers", type=int, help="the service's storage.workers")
     parser.add_argument("--storm", type=int, default=5000, help="storm payloads")
@@ -72,7 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy the service in the storm")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON results file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.replicas > 1 and args.store != "redis":
+        parser.error("--replicas 2 needs --store redis (the store replicas share)")
+    return args
 
 
 def choose_generator(wanted: str) -> str:
@@ -89,7 +102,10 @@ def choose_generator(wanted: str) -> str:
     return "wrk"
 
 
-def make_bench(args: argparse.Namespace, workdir: Path, placement: Placement) -> Bench:
+def make_bench(
+    args: argparse.Namespace, workdir: Path, placement: Placement, redis: servers.Server | None
+) -> Bench:
+    redis_url = redis.url if redis else None
     return Bench(
         workdir=workdir,
         placement=placement,
@@ -97,10 +113,11 @@ def make_bench(args: argparse.Namespace, workdir: Path, placement: Placement) ->
         measure_s=3.0 if args.quick else 10.0,
         warmup_s=1.0 if args.quick else 2.0,
         generator=choose_generator(args.generator),
-        service=ServiceOptions(args.log_level, args.store, args.workers),
+        service=ServiceOptions(args.log_level, args.store, args.workers, args.replicas, redis_url),
         storm_count=args.storm,
         single_count=args.single,
         profile=args.profile,
+        redis=redis,
     )
 
 
@@ -130,18 +147,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _terminate_on_sigterm()
     busy, usable_cores = report.busy_share(), len(os.sched_getaffinity(0))
-    placement = Placement.detect()
+    placement = Placement.detect(args.replicas)
     placement.pin_self()
     names = [args.only] if args.only else list(PARTS)
     with contextlib.ExitStack() as stack:
         tmp = tempfile.mkdtemp(prefix="notifier-bench-")
         if not args.keep:
             stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-        bench = make_bench(args, Path(tmp), placement)
+        redis = None
+        if args.store == "redis":
+            redis = stack.enter_context(servers.redis_server(Path(tmp), placement.load))
+        bench = make_bench(args, Path(tmp), placement, redis)
         generator = f"{wrk_version()} (Lua request())" if bench.generator == "wrk" else "Python"
+        if args.replicas > 1:
+            generator += " one per replica, connections split, figures added"
         generator += "; storm and single: Python (bench/loadgen.py)"
+        if args.replicas > 1:
+            generator += ", connections round-robin over the replicas"
         info = report.machine(
-            placement.describe(), generator, usable_cores, busy, asdict(bench.service)
+            placement.describe(redis is not None),
+            generator,
+            usable_cores,
+            busy,
+            asdict(bench.service),
         )
         rows, figures = asyncio.run(run_parts(bench, names))
     print(report.render_machine(info))

@@ -4,7 +4,8 @@ Against a fresh service, each alert is posted only after the previous one reache
 sink: the driver asks the sink to tell it when alert ``id`` arrives (``GET /wait``),
 posts the alert (stamped with ``time.time_ns()`` just before it is written), and takes
 the sink's arrival time. Latency = sink arrival - send time. A few unmeasured alerts
-warm the path first.
+warm the path first. With several replicas the alerts go to each in turn (any replica's
+dispatcher may deliver it).
 """
 
 from __future__ import annotations
@@ -50,15 +51,19 @@ async def _one(
 
 
 async def _latencies(
-    bench: Bench, sink: servers.Server, service: servers.Server
+    bench: Bench, sink: servers.Server, replicas: list[servers.Server]
 ) -> tuple[list[float], int]:
     builder = SingleAlert("BenchSingle")
-    connection = await Connection(Target("127.0.0.1", service.port, "/api/v1/alerts")).open()
+    connections = [
+        await Connection(Target("127.0.0.1", replica.port, "/api/v1/alerts")).open()
+        for replica in replicas
+    ]
     latencies: list[float] = []
     failures = 0
     try:
         async with aiohttp.ClientSession() as session:
             for i in range(WARMUP_ALERTS + bench.single_count):
+                connection = connections[i % len(connections)]
                 latency = await _one(
                     session, sink, connection, builder, f"single-{bench.run_id}-{i}"
                 )
@@ -71,17 +76,18 @@ async def _latencies(
                 else:
                     latencies.append(latency)
     finally:
-        connection.close()
+        for connection in connections:
+            connection.close()
     return latencies, failures
 
 
 async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, Any]]:
     async with aiohttp.ClientSession() as session:
         await sink_call(session, sink.url, "POST", "/reset?record=1")
-    async with servers.service(
+    async with servers.services(
         bench.workdir / "single", sink, bench.placement, bench.service
-    ) as service:
-        latencies, failures = await _latencies(bench, sink, service)
+    ) as replicas:
+        latencies, failures = await _latencies(bench, sink, replicas)
     figures = {
         "alerts": len(latencies),
         "failures": failures,

@@ -34,11 +34,12 @@ RSS_TARGET_MIB = 150.0
 TIMELINE_STEP_S = 0.25
 
 
-async def _post_storm(bench: Bench, service: servers.Server) -> tuple[LoadResult, list[str]]:
+async def _post_storm(bench: Bench, replicas: list[servers.Server]) -> tuple[LoadResult, list[str]]:
+    """Post the storm, the connections round-robin over the replicas."""
     builder = SingleAlert("BenchStorm")
     ids = [f"storm-{bench.run_id}-{i}" for i in range(bench.storm_count)]
     result = await post_bodies(
-        Target("127.0.0.1", service.port, "/api/v1/alerts"),
+        [Target("127.0.0.1", replica.port, "/api/v1/alerts") for replica in replicas],
         lambda i: builder.body(ids[i], time.time_ns()),
         connections=CONNECTIONS,
         duration=POST_BUDGET_S,
@@ -115,23 +116,34 @@ def _thread_shares(pid: int, before: dict[int, float], wall: float) -> dict[str,
 
 
 async def _storm(
-    bench: Bench, session: aiohttp.ClientSession, sink: servers.Server, service: servers.Server
+    bench: Bench,
+    session: aiohttp.ClientSession,
+    sink: servers.Server,
+    replicas: list[servers.Server],
 ) -> dict[str, Any]:
-    meter = CpuMeter({"service": service.proc.pid, "sink": sink.proc.pid}, generator=True)
-    threads_before, started = thread_cpu_seconds(service.proc.pid), time.monotonic()
-    posted, ids = await _post_storm(bench, service)
+    pids = {replica.name: replica.proc.pid for replica in replicas} | {"sink": sink.proc.pid}
+    if bench.redis is not None:
+        pids["redis"] = bench.redis.proc.pid
+    meter = CpuMeter(pids, generator=True)
+    threads_before = {r.name: thread_cpu_seconds(r.proc.pid) for r in replicas}
+    started = time.monotonic()
+    posted, ids = await _post_storm(bench, replicas)
     await _wait_for_sink(session, sink, bench.storm_count)
     cpu = meter.shares()
-    by_thread = _thread_shares(service.proc.pid, threads_before, time.monotonic() - started)
+    wall = time.monotonic() - started
     records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
     figures = _analyse(records, ids, posted.first_sent_ns)
     figures["accepted"] = posted.statuses.get(202, 0)
     figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
     figures["post_errors"] = posted.errors
     figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
-    figures["peak_rss_mib"] = peak_rss_mib(service.proc.pid)
-    figures["cpu_share"] = cpu
-    figures["service_cpu_by_thread"] = by_thread
+    figures["peak_rss_mib"] = {r.name: peak_rss_mib(r.proc.pid) for r in replicas}
+    figures["cpu_share"] = cpu | {"service": sum(cpu[r.name] for r in replicas)}
+    figures["service_cpu_by_thread"] = {
+        r.name: _thread_shares(r.proc.pid, threads_before[r.name], wall) for r in replicas
+    }
+    if bench.redis is not None:
+        figures["redis_commandstats"] = await servers.redis_commandstats(bench.redis.url)
     figures["timeline"] = _timeline(records, posted.first_sent_ns)
     return figures
 
@@ -139,21 +151,21 @@ async def _storm(
 async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, Any]]:
     async with aiohttp.ClientSession() as session:
         await sink_call(session, sink.url, "POST", "/reset?record=1")
-        async with servers.service(
+        async with servers.services(
             bench.workdir / "storm", sink, bench.placement, bench.service
-        ) as service:
+        ) as replicas:
             profile = (
-                profiling.py_spy(
-                    service.proc.pid,
+                profiling.py_spy(  # the first replica only
+                    replicas[0].proc.pid,
                     RESULTS_DIR / "storm-profile.txt",
-                    bench.placement.client,
+                    bench.placement.load,
                     bench.workdir / "py-spy.log",
                 )
                 if bench.profile
                 else contextlib.nullcontext(None)
             )
             with profile as raw_profile:
-                figures = await _storm(bench, session, sink, service)
+                figures = await _storm(bench, session, sink, replicas)
         await sink_call(session, sink.url, "POST", "/reset?record=0")
     if raw_profile is not None and raw_profile.exists():
         figures["profile"] = {"raw": str(raw_profile), **profiling.summarize(raw_profile)}
@@ -162,7 +174,8 @@ async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, 
 
 def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
     n = bench.storm_count
-    rss = f["peak_rss_mib"]
+    rss = list(f["peak_rss_mib"].values())
+    known = [value for value in rss if value is not None]
     complete = f["distinct"] == n and not f["unexpected"]
     rows = [
         Row(
@@ -193,20 +206,43 @@ def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
         ),
         Row(
             "storm",
-            "CPU service / load gen / sink",
-            "{service:.2f} / {generator:.2f} / {sink:.2f} core".format(**f["cpu_share"]),
+            "CPU service / load gen / sink" + (" / Redis" if bench.redis else ""),
+            " / ".join(
+                f"{f['cpu_share'][name]:.2f}"
+                for name in ("service", "generator", "sink", "redis")
+                if name in f["cpu_share"]
+            )
+            + " core",
+        ),
+        *(
+            Row(
+                "storm",
+                f"{name} CPU by thread",
+                ", ".join(f"{thread} {share:.2f}" for thread, share in threads.items()),
+            )
+            for name, threads in f["service_cpu_by_thread"].items()
         ),
         Row(
             "storm",
-            "service CPU by thread",
-            ", ".join(f"{name} {share:.2f}" for name, share in f["service_cpu_by_thread"].items()),
-        ),
-        Row(
-            "storm",
-            "service peak RSS (VmHWM)",
-            f"{rss:.0f} MiB" if rss else "n/a",
+            "service peak RSS (VmHWM)" + (", per replica" if len(rss) > 1 else ""),
+            " / ".join(f"{value:.0f}" if value else "n/a" for value in rss) + " MiB",
             f"< {RSS_TARGET_MIB:.0f} MiB",
-            rss is not None and rss < RSS_TARGET_MIB,
+            len(known) == len(rss) and max(known) < RSS_TARGET_MIB,
         ),
     ]
+    if "redis_commandstats" in f:
+        rows.append(Row("storm", "Redis time by command", _redis_time(f["redis_commandstats"])))
     return rows
+
+
+def _redis_time(stats: dict[str, dict[str, Any]], top: int = 3) -> str:
+    """The commands Redis spent most time in: total, calls, µs per call."""
+    parts = []
+    for name, stat in list(stats.items())[:top]:
+        seconds, calls, per_call = (
+            float(stat["usec"]) / 1e6,
+            int(stat["calls"]),
+            stat["usec_per_call"],
+        )
+        parts.append(f"{name} {seconds:.2f} s / {calls:,} calls ({float(per_call):.0f} µs each)")
+    return ", ".join(parts)
