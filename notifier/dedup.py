@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from notifier.config import LoadedConfig
 from notifier.notification import Notification
-from notifier.payload import Alert, Status, WebhookPayload
+from notifier.payload import Alert, WebhookPayload
 from notifier.routing import route_labels
 
 
@@ -87,24 +87,14 @@ def plan_notifications(
     group = group_identity(payload)
     jobs = []
     for channel, (route, alert_list, entries) in routed.items():
-        alerts = tuple(alert_list)
-        status: Status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
-        # Every part was validated with the payload: construct without validating again
-        # (validation here was the larger part of planning a payload).
-        notification = Notification.model_construct(
+        notification = Notification.for_channel(
+            payload,
+            tuple(alert_list),
             job_id=new_id(),
             channel=channel,
             route=route,
             received_at=now,
-            receiver=payload.receiver,
-            status=status,
             group_key=payload.group_key or group,
-            group_labels=payload.group_labels,
-            common_labels=payload.common_labels,
-            common_annotations=payload.common_annotations,
-            external_url=payload.external_url,
-            truncated_alerts=payload.truncated_alerts,
-            alerts=alerts,
         )
         ttl = config.repeat_interval(route).total_seconds()
         jobs.append(PlannedJob(notification, _dedup_key(channel, group, entries), ttl))

@@ -29,6 +29,40 @@ class Notification(BaseModel):
     truncated_alerts: int = 0
     alerts: tuple[Alert, ...]
 
+    @classmethod
+    def for_channel(
+        cls,
+        payload: WebhookPayload,
+        alerts: tuple[Alert, ...],
+        *,
+        job_id: str,
+        channel: str,
+        route: str,
+        received_at: float,
+        group_key: str | None = None,
+    ) -> Notification:
+        """The notification of ``payload``'s group for one channel, holding ``alerts``.
+
+        Built without validating again: every part was validated with the payload
+        (validation here was the larger part of planning a payload).
+        """
+        status: Status = "firing" if any(a.status == "firing" for a in alerts) else "resolved"
+        return cls.model_construct(
+            job_id=job_id,
+            channel=channel,
+            route=route,
+            received_at=received_at,
+            receiver=payload.receiver,
+            status=status,
+            group_key=payload.group_key if group_key is None else group_key,
+            group_labels=payload.group_labels,
+            common_labels=payload.common_labels,
+            common_annotations=payload.common_annotations,
+            external_url=payload.external_url,
+            truncated_alerts=payload.truncated_alerts,
+            alerts=alerts,
+        )
+
     @property
     def firing(self) -> tuple[Alert, ...]:
         return tuple(a for a in self.alerts if a.status == "firing")

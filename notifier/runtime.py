@@ -55,20 +55,13 @@ def sample_notification(
     payload: WebhookPayload, channel: str, route: str = "sample"
 ) -> Notification:
     """``payload`` as the notification one channel would receive (all its alerts)."""
-    return Notification(
+    return Notification.for_channel(
+        payload,
+        tuple(payload.alerts),
         job_id="sample",
         channel=channel,
         route=route,
         received_at=time.time(),
-        receiver=payload.receiver,
-        status=payload.status,
-        group_key=payload.group_key,
-        group_labels=payload.group_labels,
-        common_labels=payload.common_labels,
-        common_annotations=payload.common_annotations,
-        external_url=payload.external_url,
-        truncated_alerts=payload.truncated_alerts,
-        alerts=tuple(payload.alerts),
     )
 
 
