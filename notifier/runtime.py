@@ -164,7 +164,8 @@ class Runtime:
         """Load the config file again; a bad one keeps the running config and says why."""
         async with self._reload_lock:
             try:
-                loaded = load_checked(self.config_path, self.env)
+                # Reading files and compiling templates must not stall the event loop.
+                loaded = await asyncio.to_thread(load_checked, self.config_path, self.env)
                 if loaded.config.storage != self.loaded.config.storage:
                     raise ConfigError(
                         str(self.config_path), ["storage: changing the store needs a restart"]
