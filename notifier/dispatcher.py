@@ -72,6 +72,7 @@ class Dispatcher:
         # finding holds: no other channel had a job due.
         self._looked_past: frozenset[str] = frozenset()
         self._looked_until = 0.0
+        self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self.replace_config(config, channels)
 
@@ -104,6 +105,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         if self._loop_task is None:
+            self._stopping = False
             self._loop_task = asyncio.create_task(self._run(), name="notifier-dispatcher")
 
     async def stop(self, grace: float) -> None:
@@ -113,8 +115,14 @@ class Dispatcher:
         takes it; a job cancelled while its outcome was being written keeps its lease.
         """
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.wait({self._loop_task})
+            # Ask the loop to stop rather than cancel it mid-claim: jobs it had just
+            # claimed would stay leased until the lease expires instead of being handed back.
+            self._stopping = True
+            self._wakeup.set()
+            done, _ = await asyncio.wait({self._loop_task}, timeout=_CANCEL_GRACE)
+            if not done:
+                self._loop_task.cancel()
+                await asyncio.wait({self._loop_task})
             self._loop_task = None
         if not self._tasks:
             return
@@ -144,7 +152,7 @@ class Dispatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         failures = 0  # claims failed in a row
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             limit, full = self._room()
             if limit <= 0:
@@ -168,6 +176,9 @@ class Dispatcher:
                 await asyncio.sleep(pause)
                 continue
             failures = 0
+            if self._stopping:
+                await self._hand_back(jobs)
+                return
             self._spawn(jobs)
             if len(jobs) < limit:
                 if full:
@@ -197,6 +208,13 @@ class Dispatcher:
             else:
                 full.append(name)
         return (0 if full and len(full) == len(self._lanes) else limit), full
+
+    async def _hand_back(self, jobs: Sequence[ClaimedJob]) -> None:
+        """Jobs claimed as the dispatcher stopped: due again now, for a restart or a replica."""
+        now = self._clock()
+        for job in jobs:
+            with contextlib.suppress(StoreUnavailable):  # its lease expires instead
+                await self._store.release(job.id, not_before=now)
 
     async def _claim(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
         return await self._store.claim(limit, self._lease, self._clock(), skip_channels=skip)

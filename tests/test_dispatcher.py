@@ -519,6 +519,40 @@ async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCapture
     assert any("claiming jobs failed unexpectedly" in r.getMessage() for r in caplog.records)
 
 
+class _ClaimGate(MemoryStore):
+    """A MemoryStore whose ``claim`` leases its jobs, then waits at a gate before returning
+    them: a claim under way when stop() comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def claim(
+        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+    ) -> list[Any]:
+        jobs = await super().claim(limit, lease, now, skip_channels)
+        self.claiming.set()
+        await self.gate.wait()  # leased, not yet handed to the dispatcher
+        return jobs
+
+
+async def test_stop_during_a_claim_hands_the_claimed_jobs_back() -> None:
+    channel = RecordingChannel("hook")
+    store = _ClaimGate()
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    await asyncio.wait_for(store.claiming.wait(), 2.0)
+    stopping = asyncio.create_task(h.dispatcher.stop(grace=1.0))
+    await asyncio.sleep(0)  # stop() is now waiting for the loop
+    store.gate.set()  # the claim completes after stop() was asked
+    await asyncio.wait_for(stopping, 5.0)
+    assert channel.calls == []  # nothing was sent
+    stats = await store.stats(h.clock())
+    assert (stats.in_flight, stats.due) == (0, 1)  # handed back, due now: not left leased
+
+
 def test_channels_must_be_in_the_config() -> None:
     config = config_for_tests({"hook": {}}, everything_to("hook"))
     stray = RecordingChannel("stray")
