@@ -9,9 +9,8 @@ real service reaches as a fraction of this is the cost of everything it adds.
 
 from __future__ import annotations
 
-import argparse
-
 from aiohttp import web
+from standalone import serve_main
 
 from notifier.payload import WebhookPayload
 
@@ -36,18 +35,7 @@ def make_app() -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:9098", help="HOST:PORT")
-    args = parser.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    web.run_app(
-        make_app(),
-        host=host,
-        port=int(port),
-        access_log=None,
-        print=lambda *_: None,
-        shutdown_timeout=1,
-    )
+    serve_main(make_app, __doc__.splitlines()[0], "127.0.0.1:9098")
 
 
 if __name__ == "__main__":

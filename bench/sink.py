@@ -16,7 +16,6 @@ Control endpoints for ``bench/run.py`` (all JSON):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -25,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from payloads import alert_ids
+from standalone import serve_main
 
 Parsed = tuple[int, list[tuple[str, int]]]
 
@@ -128,18 +128,7 @@ def make_app() -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:9099", help="HOST:PORT")
-    args = parser.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    web.run_app(
-        make_app(),
-        host=host,
-        port=int(port),
-        access_log=None,
-        print=lambda *_: None,
-        shutdown_timeout=1,
-    )
+    serve_main(make_app, __doc__.splitlines()[0], "127.0.0.1:9099")
 
 
 if __name__ == "__main__":
