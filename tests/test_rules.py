@@ -119,3 +119,16 @@ def test_every_alert_has_its_runbook_section() -> None:
     for group in rules:
         for rule in group["rules"]:
             assert rule["alert"].lower() in headings, rule["alert"]
+
+
+def test_the_alertmanager_example_is_valid_for_the_real_alertmanager() -> None:
+    amtool = require_binary("amtool", "prometheus-alertmanager")
+    result = subprocess.run(
+        [amtool, "check-config", str(RULES.parent / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 receivers" in result.stdout
