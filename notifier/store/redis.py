@@ -321,7 +321,8 @@ class RedisStore:
             try:
                 if not self._pubsub.subscribed:  # open() could not subscribe
                     await self._pubsub.subscribe(self._wake_channel)
-                # Not cancelled from outside: a read cut short would cost the connection.
+                # The dispatcher cancels this wait when woken in-process; redis-py's
+                # pub/sub read keeps its connection when cancelled (tests/test_store_redis).
                 while (remaining := deadline - loop.time()) > 0:
                     if await self._pubsub.get_message(timeout=remaining) is not None:
                         break
