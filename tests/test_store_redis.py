@@ -6,6 +6,7 @@ The shared semantics are in ``tests/store_contract.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -57,6 +58,26 @@ async def test_enqueue_on_one_replica_wakes_the_other(
     await asyncio.sleep(0.05)
     started = time.monotonic()
     await second.enqueue([planned("a")], now=100.0)
+    await asyncio.wait_for(waiter, 2.0)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_cancelled_wait_still_hears_the_next_wake_up(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    """The dispatcher cancels ``wait_for_work`` whenever it is woken in-process: the
+    subscription must survive that and hear the next enqueue."""
+    first, second = replicas
+    for _ in range(3):
+        waiter = asyncio.create_task(first.wait_for_work(5.0))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    waiter = asyncio.create_task(first.wait_for_work(5.0))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await second.enqueue([planned("b")], now=100.0)
     await asyncio.wait_for(waiter, 2.0)
     assert time.monotonic() - started < 1.0
 

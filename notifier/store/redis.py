@@ -322,7 +322,7 @@ class RedisStore:
                 if not self._pubsub.subscribed:  # open() could not subscribe
                     await self._pubsub.subscribe(self._wake_channel)
                 # The dispatcher cancels this wait when woken in-process; redis-py's
-                # pub/sub read keeps its connection when cancelled (tests/test_store_redis).
+                # pub/sub read keeps its subscription when cancelled (a test proves it).
                 while (remaining := deadline - loop.time()) > 0:
                     if await self._pubsub.get_message(timeout=remaining) is not None:
                         break
