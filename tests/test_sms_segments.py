@@ -64,9 +64,10 @@ def test_gsm_text_is_trimmed_with_a_gsm_ellipsis(max_segments: int) -> None:
     info = segment_info(trimmed)
     assert info.encoding == "GSM-7"
     assert info.segments == max_segments
-    # As long as fits: a longer cut would not (the trailing space of a word is dropped).
+    # It ends on a whole word, and as late as one fits: one more word would not.
+    assert trimmed.removesuffix("...").endswith("word")
     capacity = 160 if max_segments == 1 else 153 * max_segments
-    assert info.units >= capacity - 1
+    assert info.units > capacity - len("word ")
 
 
 def test_ucs2_text_is_trimmed_with_a_unicode_ellipsis() -> None:
@@ -88,8 +89,13 @@ def test_cut_that_drops_the_only_ucs2_character_returns_to_gsm() -> None:
     assert segment_info(trimmed).encoding == "GSM-7"
 
 
+def test_the_cut_ends_on_a_word_when_one_ends_nearby() -> None:
+    assert trim_to_segments("ab " * 100, 1) == "ab " * 51 + "ab..."
+    # no word ends within reach of the cut: cut inside the word
+    assert trim_to_segments("short " + "z" * 300, 1) == "short " + "z" * 151 + "..."
+
+
 def test_trailing_whitespace_is_not_kept_before_the_ellipsis() -> None:
-    assert trim_to_segments("ab " * 100, 1) == "ab " * 52 + "a..."
     assert trim_to_segments("x" * 156 + " " + "y" * 50, 1) == "x" * 156 + "..."
     assert trim_to_segments("short" + " " * 200, 1) == "short"
 

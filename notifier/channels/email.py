@@ -40,7 +40,8 @@ from notifier.templates import FALLBACK_HTML, FALLBACK_TEXT, Renderer, template_
 
 log = logging.getLogger(__name__)
 
-FALLBACK_SUBJECT = "[{{ status | upper }}] {{ common_labels.alertname | default('alerts') }}"
+# The config's default subject doubles as the fallback when a custom one fails to render.
+FALLBACK_SUBJECT: str = EmailConfig.model_fields["subject"].default
 AUTH_CODES = frozenset({530, 534, 535, 538})
 _RATE_LIMIT_WORDS = re.compile(r"rate|too many|limit|throttl", re.IGNORECASE)
 

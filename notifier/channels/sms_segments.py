@@ -79,9 +79,13 @@ def _with_ellipsis(prefix: str) -> str:
     return stem + ELLIPSIS[encoding_of(stem)]
 
 
+_WORD_SLACK = 15  # characters given up at most to end on a whole word
+
+
 def trim_to_segments(text: str, max_segments: int) -> str:
     """``text`` unchanged if it fits in ``max_segments``, else its longest prefix that fits
-    with an ellipsis appended ("..." while the prefix is GSM-7, "…" once it is UCS-2).
+    with an ellipsis appended ("..." while the prefix is GSM-7, "…" once it is UCS-2),
+    ending on a whole word when a word ends within ``_WORD_SLACK`` characters of the cut.
 
     Cutting may drop the only UCS-2 character and bring the prefix back to GSM-7 with its
     larger segments; the fit is monotonic in the prefix length, so a binary search finds it.
@@ -100,4 +104,10 @@ def trim_to_segments(text: str, max_segments: int) -> str:
             low = middle
         else:
             high = middle
-    return _with_ellipsis(text[:low])
+    cut = text[:low]
+    # End on a word when one ends close to the cut: "disk fu..." reads worse than "disk...".
+    # A shorter prefix still fits (the fit is monotonic), so this never breaks the budget.
+    space = cut.rfind(" ")
+    if space > 0 and len(cut) - space <= _WORD_SLACK:
+        cut = cut[:space].rstrip()
+    return _with_ellipsis(cut)
