@@ -458,25 +458,26 @@ async def test_a_bug_in_a_channel_is_retried_and_logged_without_its_message(
     assert len(buggy.sent) == 1
 
 
-class _StoreDownAtFirst(MemoryStore):
-    """A MemoryStore whose first ``claim``s fail, as a store that is briefly unreachable."""
+class _FailingClaimsAtFirst(MemoryStore):
+    """A MemoryStore whose first ``failures`` claims raise ``error``."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: Exception) -> None:
         super().__init__()
         self.failures = failures
+        self.error = error
 
     async def claim(
         self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
     ) -> list[Any]:
         if self.failures:
             self.failures -= 1
-            raise StoreUnavailable("database is locked")
+            raise self.error
         return await super().claim(limit, lease, now, skip_channels)
 
 
 async def test_claim_loop_survives_an_unavailable_store() -> None:
     channel = RecordingChannel("hook")
-    store = _StoreDownAtFirst(failures=1)
+    store = _FailingClaimsAtFirst(1, StoreUnavailable("database is locked"))
     h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
     await h.post(make_payload())
     await h.dispatcher.start()
@@ -488,25 +489,9 @@ async def test_claim_loop_survives_an_unavailable_store() -> None:
     assert len(channel.sent) == 1
 
 
-class _ClaimBugAtFirst(MemoryStore):
-    """A MemoryStore whose first ``claim`` fails with an error that is not ``StoreUnavailable``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 1
-
-    async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
-    ) -> list[Any]:
-        if self.failures:
-            self.failures -= 1
-            raise RuntimeError("a bug in the store")
-        return await super().claim(limit, lease, now, skip_channels)
-
-
 async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCaptureFixture) -> None:
     channel = RecordingChannel("hook")
-    store = _ClaimBugAtFirst()
+    store = _FailingClaimsAtFirst(1, RuntimeError("a bug in the store"))
     h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
     await h.post(make_payload())
     await h.dispatcher.start()

@@ -47,6 +47,16 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+async def assert_enqueue_wakes(waiting: RedisStore, enqueuing: RedisStore, job: str) -> None:
+    """An enqueue on ``enqueuing`` ends a wait on ``waiting`` within a second."""
+    waiter = asyncio.create_task(waiting.wait_for_work(5.0))
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await enqueuing.enqueue([planned(job)], now=100.0)
+    await asyncio.wait_for(waiter, 2.0)
+    assert time.monotonic() - started < 1.0
+
+
 async def test_enqueue_on_one_replica_wakes_the_other(
     replicas: tuple[RedisStore, RedisStore],
 ) -> None:
@@ -54,12 +64,7 @@ async def test_enqueue_on_one_replica_wakes_the_other(
     started = time.monotonic()
     await first.wait_for_work(0.2)  # nothing published: waits the timeout
     assert time.monotonic() - started >= 0.19
-    waiter = asyncio.create_task(first.wait_for_work(5.0))
-    await asyncio.sleep(0.05)
-    started = time.monotonic()
-    await second.enqueue([planned("a")], now=100.0)
-    await asyncio.wait_for(waiter, 2.0)
-    assert time.monotonic() - started < 1.0
+    await assert_enqueue_wakes(first, second, "a")
 
 
 async def test_a_cancelled_wait_still_hears_the_next_wake_up(
@@ -74,12 +79,7 @@ async def test_a_cancelled_wait_still_hears_the_next_wake_up(
         waiter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
-    waiter = asyncio.create_task(first.wait_for_work(5.0))
-    await asyncio.sleep(0.05)
-    started = time.monotonic()
-    await second.enqueue([planned("b")], now=100.0)
-    await asyncio.wait_for(waiter, 2.0)
-    assert time.monotonic() - started < 1.0
+    await assert_enqueue_wakes(first, second, "b")
 
 
 async def test_another_replica_takes_over_an_expired_lease(
