@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifier.durations import parse_duration
+from notifier.durations import format_duration, parse_duration
 from notifier.envsubst import interpolate, key_path
 from notifier.routing import Matcher, MatcherError, Route
 
@@ -41,7 +41,30 @@ def _duration(value: object) -> object:
     return parse_duration(value) if isinstance(value, str) else value
 
 
+def _spelled(value: timedelta) -> str:
+    sign = "-" if value < timedelta(0) else ""
+    return sign + format_duration(abs(value))
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"must be positive, got {_spelled(value)}")
+    return value
+
+
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError(f"must not be negative, got {_spelled(value)}")
+    return value
+
+
+# A bare YAML number passes ``_duration`` untouched and pydantic reads it as seconds, so a
+# negative one is possible too: the checks run after parsing, on the timedelta.
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# Timeouts, backoffs, leases, intervals: at zero a send could never finish, a retry would
+# spin, a lease would expire as it is taken. Checked at load, so a reload keeps the old config.
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+NonNegativeDuration = Annotated[Duration, AfterValidator(_not_negative)]
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -90,7 +113,8 @@ class ServerConfig(Model):
     listen: str = "127.0.0.1:9095"
     auth: AuthConfig | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    shutdown_grace: Duration = timedelta(seconds=10)
+    # 0s is a valid choice: on SIGTERM, hand the sends under way back at once.
+    shutdown_grace: NonNegativeDuration = timedelta(seconds=10)
 
     @field_validator("listen")
     @classmethod
@@ -109,7 +133,7 @@ class ServerConfig(Model):
 class StorageConfig(Model):
     url: str = "sqlite:///data/notifier.db"
     workers: int = Field(default=256, ge=1, le=1024)
-    lease: Duration = timedelta(seconds=60)
+    lease: PositiveDuration = timedelta(seconds=60)
     delivery_log_size: int = Field(default=100_000, ge=100)
 
     @field_validator("url")
@@ -121,15 +145,15 @@ class StorageConfig(Model):
 
 
 class RetryConfig(Model):
-    initial_backoff: Duration = timedelta(seconds=1)
-    max_backoff: Duration = timedelta(minutes=5)
-    max_age: Duration = timedelta(hours=1)
+    initial_backoff: PositiveDuration = timedelta(seconds=1)
+    max_backoff: PositiveDuration = timedelta(minutes=5)
+    max_age: PositiveDuration = timedelta(hours=1)
 
 
 class Defaults(Model):
-    repeat_interval: Duration = timedelta(hours=4)
+    repeat_interval: PositiveDuration = timedelta(hours=4)
     send_resolved: bool = True
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     retry: RetryConfig = RetryConfig()
 
 
@@ -137,13 +161,13 @@ class ChannelBase(Model):
     """Settings every channel type shares; unset ones fall back to ``defaults``."""
 
     send_resolved: bool | None = None
-    timeout: Duration | None = None
+    timeout: PositiveDuration | None = None
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
     max_in_flight: int | None = Field(
         default=None, ge=1, description="sends at once; unset: half of storage.workers"
     )
     circuit_breaker_failures: int = Field(default=5, ge=1)
-    circuit_breaker_reset: Duration = timedelta(seconds=30)
+    circuit_breaker_reset: PositiveDuration = timedelta(seconds=30)
 
 
 class EmailChannel(ChannelBase):
@@ -230,7 +254,7 @@ class RouteConfig(Model):
     matchers: list[str] = Field(default_factory=list)
     channels: list[str] = Field(min_length=1)
     continue_: bool = Field(default=False, alias="continue")
-    repeat_interval: Duration | None = None
+    repeat_interval: PositiveDuration | None = None
     send_resolved: bool | None = None
 
 

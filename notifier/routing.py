@@ -51,7 +51,12 @@ def _unquote(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """One ``name<op>"value"`` condition on an alert's labels; regexes are fully anchored."""
+    """One ``name<op>"value"`` condition on an alert's labels.
+
+    A regex must match the whole value, as Alertmanager's ``^(?:value)$`` does in RE2.
+    Python's ``$`` also matches before a trailing newline, so the anchoring is
+    ``fullmatch`` rather than ``^...$``: ``"critical\\n"`` is not ``=~"critical"``.
+    """
 
     name: str
     type: MatchType
@@ -69,7 +74,7 @@ class Matcher:
         pattern = None
         if match_type in (MatchType.REGEX, MatchType.NOT_REGEX):
             try:
-                pattern = re.compile(f"^(?:{value})$")
+                pattern = re.compile(value)
             except re.error as exc:
                 raise MatcherError(f"invalid regex {value!r}: {exc}") from None
         return cls(_unquote(name), match_type, value, pattern)
@@ -81,7 +86,7 @@ class Matcher:
         if self.type is MatchType.NOT_EQUAL:
             return actual != self.value
         assert self.pattern is not None
-        found = self.pattern.match(actual) is not None
+        found = self.pattern.fullmatch(actual) is not None
         return found if self.type is MatchType.REGEX else not found
 
     def __str__(self) -> str:

@@ -406,15 +406,17 @@ async def run_cli(
     *args: str,
     timeout: float = 30.0,  # noqa: ASYNC109 (a deadline for the child, which is killed)
     env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> CliResult:
     """Run ``notifier ARGS...`` as a child without blocking this event loop (the stand-ins
-    it may talk to live here); killed if it outlives ``timeout``."""
+    it may talk to live here), in ``cwd`` (default: ours); killed if it outlives ``timeout``."""
     process = await asyncio.create_subprocess_exec(
         *notifier_argv(*args),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=child_env(env),
+        cwd=cwd,
         start_new_session=True,
     )
     try:

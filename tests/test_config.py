@@ -101,6 +101,18 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
 
 
+def test_shutdown_grace_may_be_zero() -> None:
+    # Unlike every other duration: 0s means "on SIGTERM, hand the sends under way back now".
+    text = f"""
+templates_dir: "{ROOT / "templates"}"
+server: {{shutdown_grace: 0s}}
+channels:
+  log: {{type: log}}
+"""
+    loaded = parse_config(text, ROOT / "notifier.yaml", {})
+    assert loaded.config.server.shutdown_grace == timedelta(0)
+
+
 @pytest.mark.parametrize("text", ["", "5", "1x", "m5", "30m1h", "-1s", "1.5h"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):

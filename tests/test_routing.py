@@ -34,6 +34,25 @@ def test_matcher(matcher: str, matches: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("matcher", "value", "matches"),
+    [
+        # Fully anchored as RE2 anchors Alertmanager's ^(?:...)$: a trailing newline is a
+        # character like any other, not an end of line that $ may stop before.
+        ('severity=~"critical"', "critical\n", False),
+        ('severity!~"critical"', "critical\n", True),
+        ('severity=~"critical$"', "critical\n", False),
+        ('severity=~"crit.*"', "critical\n", False),  # . does not match a newline
+        ('severity=~"critical\\n"', "critical\n", True),  # unless the pattern says so
+        ('severity=~"a|b"', "ab", False),
+        ('severity=~"a|ab"', "ab", True),
+        ('severity=~"critical"', "\ncritical", False),
+    ],
+)
+def test_regex_matchers_are_fully_anchored(matcher: str, value: str, matches: bool) -> None:
+    assert Matcher.parse(matcher).matches({"severity": value}) is matches
+
+
+@pytest.mark.parametrize(
     ("text", "value"),
     [('a="x\\"y"', 'x"y'), ('a="x\\\\y"', "x\\y"), ('a="line\\nbreak"', "line\nbreak")],
 )

@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import click
@@ -63,6 +64,37 @@ def _read_payload(path: Path) -> WebhookPayload:
         fail(f"{path}: not an Alertmanager webhook payload:\n{exc}")
 
 
+RECEIVER_PATH = "/api/v1/alerts"
+
+
+def receiver_url(url: str) -> str:
+    """The receiver's URL from ``--url``: a base URL (no path, or ``/``) gets the receiver's
+    path; any other path is taken as the receiver's (behind a proxy it may differ).
+
+    Raises ``ValueError`` for anything but an http(s) URL with a host.
+    """
+    parts = urlsplit(url.strip())
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(
+            f"{url!r} is not an http(s) URL: give the service's base URL"
+            f" (http://127.0.0.1:9095) or its receiver (http://127.0.0.1:9095{RECEIVER_PATH})"
+        )
+    if parts.path in ("", "/"):
+        parts = parts._replace(path=RECEIVER_PATH)
+    return urlunsplit(parts)
+
+
+def _receiver_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    try:
+        return None if value is None else receiver_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @config_option
 @click.option("--severity", required=True, help="The severity label, e.g. critical.")
@@ -70,7 +102,12 @@ def _read_payload(path: Path) -> WebhookPayload:
 @click.option("--label", "labels", multiple=True, help="Another label, NAME=VALUE (repeatable).")
 @click.option("--annotation", "annotations", multiple=True, help="An annotation, NAME=VALUE.")
 @click.option("--resolve", is_flag=True, help="Send the alert as resolved.")
-@click.option("--url", help="The receiver URL; default: http://<server.listen>/api/v1/alerts.")
+@click.option(
+    "--url",
+    callback=_receiver_url,
+    help="The service's base URL (http://HOST:PORT) or its receiver URL; no config file is"
+    " read then. Default: http://<server.listen> of the config.",
+)
 @click.option(
     "--token",
     default=lambda: os.environ.get("NOTIFIER_TOKEN"),
@@ -106,9 +143,10 @@ def fire(
     elif channel is not None:
         asyncio.run(_send_direct(load_or_exit(config_path), payload, channel))
     else:
-        loaded = load_or_exit(config_path, placeholders=True)
-        target = url or f"http://{loaded.config.server.listen}/api/v1/alerts"
-        asyncio.run(_post(target, token, payload))
+        if url is None:
+            listen = load_or_exit(config_path, placeholders=True).config.server.listen
+            url = f"http://{listen}{RECEIVER_PATH}"
+        asyncio.run(_post(url, token, payload))
 
 
 async def _dry_run(loaded: LoadedConfig, payload: WebhookPayload) -> None:
@@ -159,5 +197,7 @@ async def _post(url: str, token: str | None, payload: WebhookPayload) -> None:
     except (aiohttp.ClientError, TimeoutError) as exc:
         fail(f"cannot reach {url}: {type(exc).__name__}: {exc}")
     click.echo(f"{response.status} {text}")
+    if response.status == 404:
+        fail(f"{url} answered 404: is it the receiver? --url takes the service's base URL too")
     if response.status >= 300:
         fail(f"{url} answered {response.status}")
