@@ -416,6 +416,42 @@ async def test_a_subject_written_unsafely_falls_back_to_the_default(
     )
 
 
+def _linked(url: str) -> WebhookPayload:
+    """One alert with ``url`` as its generatorURL, runbook_url annotation and externalURL."""
+    built = payload(
+        {
+            "labels": {"alertname": "Links", "severity": "critical"},
+            "annotations": {"runbook_url": url},
+        }
+    )
+    alert = built.alerts[0].model_copy(update={"generator_url": url})
+    return built.model_copy(update={"external_url": url, "alerts": [alert]})
+
+
+@pytest.mark.parametrize(
+    ("url", "links"),
+    [
+        ("https://prometheus.example/graph?g0.expr=up", ["Graph", "Runbook", "Alertmanager"]),
+        ("javascript:alert(1)", []),
+        ("JaVaScRiPt:alert(1)", []),
+        ("data:text/html,<script>alert(1)</script>", []),
+    ],
+)
+async def test_only_http_urls_become_links_in_html_mail(
+    open_mail: Opener, url: str, links: list[str]
+) -> None:
+    mailbox = Mailbox()
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port)
+        await channel.send(notification(loaded, "mail", _linked(url)))
+
+    html = _parts(mailbox.messages[0][1])["text/html"]
+    anchors = re.findall(r'<a href="([^"]*)">([^<]*)</a>', html)
+    assert [text for _, text in anchors] == links
+    assert all(href == url.replace("&", "&amp;") for href, _ in anchors)
+    assert html.count("<a ") == len(links)
+
+
 async def test_connection_refused_is_retryable(open_mail: Opener) -> None:
     loaded, channel = await open_mail(free_port())
 
