@@ -416,6 +416,17 @@ async def test_a_subject_written_unsafely_falls_back_to_the_default(
     )
 
 
+async def test_a_from_header_that_cannot_be_written_is_permanent(open_mail: Opener) -> None:
+    mailbox = Mailbox()
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port, **{"from": "=?utf-8?q?A=00?= <a@example.com>"})
+        with pytest.raises(PermanentError, match="From: holds a bare CR, LF or NUL") as caught:
+            await channel.send(notification(loaded, "mail", fixture("firing_single")))
+
+    assert caught.value.reason == FailureReason.CLIENT_ERROR
+    assert mailbox.messages == []
+
+
 def _linked(url: str) -> WebhookPayload:
     """One alert with ``url`` as its generatorURL, runbook_url annotation and externalURL."""
     built = payload(

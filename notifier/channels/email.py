@@ -142,8 +142,9 @@ class EmailChannel:
         """Replace a subject that would not be written as one header line.
 
         Bad data, not a bad server: the default subject is sent instead (logged and counted
-        as a template fallback), and a constant one if even that fails, so the alert still
-        goes out rather than failing or being retried.
+        as a template fallback), or a constant one if that fails too, so the alert still
+        goes out rather than failing or being retried. A header that still fails comes
+        from the config (``from``), which no retry fixes.
         """
         problem = header_problem(message)
         if problem is None:
@@ -151,14 +152,12 @@ class EmailChannel:
         fallback = self._renderer.fall_back(
             "subject", UnsafeHeaderError(problem), FALLBACK_SUBJECT, context
         )
-        message.replace_header("Subject", header_text(fallback.text))
-        if header_problem(message) is not None:
-            message.replace_header("Subject", f"[{status.upper()}] alerts")
-        problem = header_problem(message)
-        if problem is not None:
-            raise PermanentError(
-                FailureReason.TEMPLATE, f"{self._peer}: cannot write the mail ({problem})"
-            )
+        for subject in (header_text(fallback.text), f"[{status.upper()}] alerts"):
+            message.replace_header("Subject", subject)
+            problem = header_problem(message)
+            if problem is None:
+                return
+        raise PermanentError(FailureReason.CLIENT_ERROR, f"{self._peer}: cannot send: {problem}")
 
     def preview(self, notification: Notification) -> str:
         message = self.compose(notification)
