@@ -24,6 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from notifier.durations import format_duration
 from notifier.notification import Notification
 from notifier.payload import Alert
+from notifier.untrusted import http_url
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ def _alert_context(alert: Alert) -> dict[str, Any]:
         "annotations": alert.annotations,
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
-        "generator_url": alert.generator_url,
+        # "" unless plain http(s), so no template makes a javascript: or data: URL a link;
+        # annotations holding URLs go through the ``safe_url`` filter in the template.
+        "generator_url": http_url(alert.generator_url),
         "fingerprint": alert.fingerprint,
     }
 
@@ -101,7 +104,7 @@ def template_context(
         "group_labels": notification.group_labels,
         "common_labels": notification.common_labels,
         "common_annotations": notification.common_annotations,
-        "external_url": notification.external_url,
+        "external_url": http_url(notification.external_url),
         "receiver": notification.receiver,
         "group_key": notification.group_key,
         "truncated_alerts": notification.truncated_alerts + len(notification.alerts) - len(shown),
@@ -150,6 +153,7 @@ class Renderer:
             datetime=format_datetime,
             duration=duration,
             tojson=_tojson,
+            safe_url=http_url,
         )
         self._on_fallback = on_fallback
         self._strings: dict[str, jinja2.Template] = {}
@@ -206,5 +210,5 @@ class Renderer:
         lenient = jinja2.sandbox.ImmutableSandboxedEnvironment(
             autoescape=name.endswith((".html", ".htm"))
         )
-        lenient.filters.update(tojson=_tojson)
+        lenient.filters.update(tojson=_tojson, safe_url=http_url)
         return Rendered(lenient.from_string(fallback).render(context), fell_back=True)

@@ -3,6 +3,8 @@ implicit TLS with a throwaway CA (trustme), AUTH, and the server's refusals."""
 
 from __future__ import annotations
 
+import email.errors
+import re
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -12,12 +14,15 @@ from typing import Any
 
 import pytest
 import trustme
+from aiosmtpd.smtp import Envelope
 
+import notifier.channels.email
 from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
 from notifier.channels.email import error_for_reply
 from notifier.channels.html_text import html_to_text
 from notifier.channels.registry import Channels, open_channels
 from notifier.config import LoadedConfig
+from notifier.payload import WebhookPayload
 from notifier.store.memory import MemoryStore
 from notifier.templates import Renderer
 from tests.channel_support import (
@@ -323,6 +328,139 @@ async def test_a_subject_cannot_inject_headers(open_mail: Opener) -> None:
     assert message["Subject"] == "A Bcc: evil@example.com"
     assert message["Bcc"] is None
     assert "evil@example.com" not in envelope.rcpt_tos
+
+
+def _hostile_name(name: str, **alert: Any) -> WebhookPayload:
+    """One firing alert named ``name``, also as the common label the default subject uses."""
+    built = payload({"labels": {"alertname": name, "severity": "critical"}, **alert})
+    return built.model_copy(update={"common_labels": {"alertname": name}})
+
+
+def _header_lines(envelope: Envelope) -> list[bytes]:
+    """The header block exactly as the server received it, one entry per line."""
+    assert isinstance(envelope.content, bytes)
+    head, blank, _ = envelope.content.partition(b"\r\n\r\n")
+    assert blank
+    return head.split(b"\r\n")
+
+
+BCC_WORD = "=?utf-8?q?X=0D=0ABcc:_attacker@evil.example?="
+BODY_WORD = "=?utf-8?q?X=0D=0A=0D=0AYour_password_expired,_log_in_at_evil.example?="
+
+
+@pytest.mark.parametrize("name", [BCC_WORD, BODY_WORD])
+async def test_an_encoded_word_in_a_label_adds_no_header_and_keeps_our_body(
+    open_mail: Opener, name: str
+) -> None:
+    """Python 3.11.7 decodes RFC 2047 words in a header value and writes CR/LF out raw."""
+    mailbox = Mailbox()
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port)
+        await channel.send(notification(loaded, "mail", _hostile_name(name)))
+
+    envelope, message, _ = mailbox.messages[0]
+    sent = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted"]
+    assert message.keys() == [*sent, "MIME-Version", "Content-Type"]
+    assert message["Bcc"] is None
+    assert envelope.rcpt_tos == ["ops@example.com", "oncall@example.com"]
+    assert message["Subject"] == "[FIRING] " + name.replace("=?", "= ?")
+    assert message.get_content_type() == "multipart/alternative"
+    assert _parts(message)["text/plain"].startswith(f"FIRING: {name}")  # our body, inert text
+    assert all(line[:1] in b" \t" or b": " in line for line in _header_lines(envelope))
+
+
+async def test_controls_and_nul_never_reach_a_header(open_mail: Opener) -> None:
+    mailbox = Mailbox()
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port)
+        name = "Disk\x00Full\x1b[2J\u202eelif\u200b\r\nX-Evil: 1"
+        await channel.send(notification(loaded, "mail", _hostile_name(name)))
+
+    envelope, message, _ = mailbox.messages[0]
+    assert message["Subject"] == "[FIRING] DiskFull[2Jelif X-Evil: 1"
+    assert message["X-Evil"] is None
+    assert not [line for line in _header_lines(envelope) if re.search(rb"[\x00-\x08\x1b]", line)]
+
+
+@pytest.mark.skipif(
+    hasattr(email.errors, "HeaderWriteError"), reason="this Python writes encoded words safely"
+)
+@pytest.mark.parametrize(
+    ("common_name", "subject"),
+    [("DiskFull", "[FIRING] DiskFull"), (BCC_WORD, "[FIRING] alerts")],
+)
+async def test_a_subject_written_unsafely_falls_back_to_the_default(
+    open_mail: Opener,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    common_name: str,
+    subject: str,
+) -> None:
+    """The check after cleaning: were the cleaning to miss something, the configured
+    default subject goes out instead (a constant one if the default is unsafe too)."""
+    monkeypatch.setattr(notifier.channels.email, "header_text", lambda value: value)  # a gap
+    mailbox = Mailbox()
+    hostile = _hostile_name(BCC_WORD).model_copy(
+        update={"common_labels": {"alertname": common_name}}
+    )
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port, subject="{{ alerts[0].labels.alertname }}")
+        await channel.send(notification(loaded, "mail", hostile))
+
+    _, message, _ = mailbox.messages[0]
+    assert message["Subject"] == subject
+    assert message["Bcc"] is None
+    assert any(
+        "template failed" in r.getMessage() and getattr(r, "template", "") == "subject"
+        for r in caplog.records
+    )
+
+
+async def test_a_from_header_that_cannot_be_written_is_permanent(open_mail: Opener) -> None:
+    mailbox = Mailbox()
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port, **{"from": "=?utf-8?q?A=00?= <a@example.com>"})
+        with pytest.raises(PermanentError, match="From: holds a bare CR, LF or NUL") as caught:
+            await channel.send(notification(loaded, "mail", fixture("firing_single")))
+
+    assert caught.value.reason == FailureReason.CLIENT_ERROR
+    assert mailbox.messages == []
+
+
+def _linked(url: str) -> WebhookPayload:
+    """One alert with ``url`` as its generatorURL, runbook_url annotation and externalURL."""
+    built = payload(
+        {
+            "labels": {"alertname": "Links", "severity": "critical"},
+            "annotations": {"runbook_url": url},
+        }
+    )
+    alert = built.alerts[0].model_copy(update={"generator_url": url})
+    return built.model_copy(update={"external_url": url, "alerts": [alert]})
+
+
+@pytest.mark.parametrize(
+    ("url", "links"),
+    [
+        ("https://prometheus.example/graph?g0.expr=up", ["Graph", "Runbook", "Alertmanager"]),
+        ("javascript:alert(1)", []),
+        ("JaVaScRiPt:alert(1)", []),
+        ("data:text/html,<script>alert(1)</script>", []),
+    ],
+)
+async def test_only_http_urls_become_links_in_html_mail(
+    open_mail: Opener, url: str, links: list[str]
+) -> None:
+    mailbox = Mailbox()
+    async with smtp_server(mailbox) as port:
+        loaded, channel = await open_mail(port)
+        await channel.send(notification(loaded, "mail", _linked(url)))
+
+    html = _parts(mailbox.messages[0][1])["text/html"]
+    anchors = re.findall(r'<a href="([^"]*)">([^<]*)</a>', html)
+    assert [text for _, text in anchors] == links
+    assert all(href == url.replace("&", "&amp;") for href, _ in anchors)
+    assert html.count("<a ") == len(links)
 
 
 async def test_connection_refused_is_retryable(open_mail: Opener) -> None:

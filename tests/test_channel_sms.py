@@ -118,6 +118,57 @@ async def test_an_emoji_makes_it_ucs2_and_trims_with_an_ellipsis(
     assert body.endswith("…") and info.encoding == "UCS-2" and info.segments == 2
 
 
+STRAYS = {
+    "right-to-left override": "\u202e",
+    "zero-width space": "\u200b",
+    "escape": "\x1b",
+    "NUL": "\x00",
+    "DEL": "\x7f",
+    "byte order mark": "\ufeff",
+    "left-to-right isolate": "\u2066",
+}
+
+
+@pytest.mark.parametrize("stray", STRAYS.values(), ids=STRAYS.keys())
+async def test_a_stray_control_character_changes_neither_encoding_nor_order(
+    twilio: tuple[FakeTwilio, TestServer], open_sms: Opener, stray: str
+) -> None:
+    fake, server = twilio
+    loaded, channel = await open_sms(url(server), to=[ONCALL])
+    summary = "disk almost full on db-1, " + "x" * 90  # one GSM-7 segment, three in UCS-2
+    clean = payload({"labels": {"alertname": "DiskFull"}, "annotations": {"summary": summary}})
+    dirty = payload(
+        {
+            "labels": {"alertname": f"Disk{stray}Full"},
+            "annotations": {"summary": summary.replace("full", f"{stray}full")},
+        }
+    )
+
+    for source in (clean, dirty):
+        await channel.send(notification(loaded, "sms", source))
+
+    clean_body, dirty_body = (r.body for r in fake.delivered)
+    assert dirty_body == clean_body
+    assert segment_info(dirty_body) == segment_info(clean_body)
+    assert segment_info(dirty_body).encoding == "GSM-7" and segment_info(dirty_body).segments == 1
+
+
+async def test_line_breaks_in_alert_text_stay_line_breaks(
+    twilio: tuple[FakeTwilio, TestServer], open_sms: Opener
+) -> None:
+    fake, server = twilio
+    loaded, channel = await open_sms(url(server), to=[ONCALL])
+    multi = payload(
+        {"labels": {"alertname": "Multi"}, "annotations": {"summary": "one\r\ntwo\u2028three"}}
+    )
+
+    await channel.send(notification(loaded, "sms", multi))
+
+    body = fake.delivered[0].body
+    assert "one\ntwo\nthree" in body and "\r" not in body
+    assert segment_info(body).encoding == "GSM-7"
+
+
 @pytest.mark.parametrize(
     ("answer", "error", "reason", "retry_after"),
     [

@@ -19,9 +19,10 @@ import logging
 import re
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -34,9 +35,11 @@ from notifier.channels.base import (
 )
 from notifier.channels.classify import redact
 from notifier.channels.html_text import html_to_text
+from notifier.channels.mail_headers import header_problem
 from notifier.config import EmailChannel as EmailConfig
 from notifier.notification import Notification
 from notifier.templates import FALLBACK_HTML, FALLBACK_TEXT, Renderer, template_context
+from notifier.untrusted import header_text
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,10 @@ log = logging.getLogger(__name__)
 FALLBACK_SUBJECT: str = EmailConfig.model_fields["subject"].default
 AUTH_CODES = frozenset({530, 534, 535, 538})
 _RATE_LIMIT_WORDS = re.compile(r"rate|too many|limit|throttl", re.IGNORECASE)
+
+
+class UnsafeHeaderError(ValueError):
+    """A composed header that would not be written as one line (see ``mail_headers``)."""
 
 
 def tls_context(config: EmailConfig) -> ssl.SSLContext | None:
@@ -115,8 +122,8 @@ class EmailChannel:
         message = EmailMessage()
         message["From"] = config.from_
         message["To"] = ", ".join(config.to)
-        # Rendered from untrusted labels: one line, so it cannot inject headers.
-        message["Subject"] = " ".join(subject.split())
+        # Rendered from untrusted labels: one line, no controls, no RFC 2047 encoded words.
+        message["Subject"] = header_text(subject)
         message["Date"] = formatdate(self._clock(), usegmt=True)
         # Stable per job: a retry carries the same Message-ID, so mail systems can drop the repeat.
         message["Message-ID"] = (
@@ -126,7 +133,31 @@ class EmailChannel:
         message.set_content(text)
         if is_html:
             message.add_alternative(body, subtype="html")
+        self._check_headers(message, context, notification.status)
         return message
+
+    def _check_headers(
+        self, message: EmailMessage, context: Mapping[str, Any], status: str
+    ) -> None:
+        """Replace a subject that would not be written as one header line.
+
+        Bad data, not a bad server: the default subject is sent instead (logged and counted
+        as a template fallback), or a constant one if that fails too, so the alert still
+        goes out rather than failing or being retried. A header that still fails comes
+        from the config (``from``), which no retry fixes.
+        """
+        problem = header_problem(message)
+        if problem is None:
+            return
+        fallback = self._renderer.fall_back(
+            "subject", UnsafeHeaderError(problem), FALLBACK_SUBJECT, context
+        )
+        for subject in (header_text(fallback.text), f"[{status.upper()}] alerts"):
+            message.replace_header("Subject", subject)
+            problem = header_problem(message)
+            if problem is None:
+                return
+        raise PermanentError(FailureReason.CLIENT_ERROR, f"{self._peer}: cannot send: {problem}")
 
     def preview(self, notification: Notification) -> str:
         message = self.compose(notification)

@@ -38,6 +38,7 @@ from notifier.channels.sms_segments import segment_info, trim_to_segments
 from notifier.config import SmsChannel as SmsConfig
 from notifier.notification import Notification
 from notifier.templates import FALLBACK_TEXT, Renderer, template_context
+from notifier.untrusted import plain_text
 
 RATE_LIMIT_CODES = frozenset({20429})
 AUTH_CODES = frozenset({20003})
@@ -122,7 +123,9 @@ class SmsChannel:
     def body(self, notification: Notification) -> str:
         context = template_context(notification, self.type)
         text = self._renderer.render_file(self._config.template, context, FALLBACK_TEXT).text
-        return trim_to_segments(text.strip(), self._config.max_segments)
+        # Before counting: one stray control or bidi character from a label would switch
+        # the whole message to UCS-2 (more segments) or reorder what the person reads.
+        return trim_to_segments(plain_text(text).strip(), self._config.max_segments)
 
     def preview(self, notification: Notification) -> str:
         body = self.body(notification)
