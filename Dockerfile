@@ -10,7 +10,6 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/notifier notifier \
  && mkdir -p /etc/notifier /var/lib/notifier \
  && chown notifier /var/lib/notifier
 COPY --from=build /install /usr/local
-COPY templates /etc/notifier/templates
 COPY config/notifier.yaml /etc/notifier/config/notifier.yaml
 ENV NOTIFIER_CONFIG=/etc/notifier/config/notifier.yaml \
     NOTIFIER_LISTEN=0.0.0.0:9095 \

@@ -27,6 +27,8 @@ import redis
 import redis.asyncio as aioredis
 from procs import PYTHON, ROOT, Placement, free_port, log_tail, running, wait_ready
 
+from notifier.testing import TEMPLATES_DIR
+
 _CONFIG = """\
 # Written by bench/run.py: the real service, durable, one webhook channel to the sink.
 server:
@@ -81,7 +83,7 @@ def write_service_config(workdir: Path, port: int, sink_port: int, options: Serv
             port=port,
             store_url=store_url,
             workers=workers,
-            templates=ROOT / "templates",
+            templates=TEMPLATES_DIR,
             sink_port=sink_port,
         )
     )

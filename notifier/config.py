@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifier import builtin_templates
 from notifier.durations import format_duration, parse_duration
 from notifier.envsubst import interpolate, key_path
 from notifier.routing import Matcher, MatcherError, Route
@@ -379,9 +380,14 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
             continue
         for key in ("template", "text_template"):
             template = channel.get(key)
-            if isinstance(template, str) and not (templates_dir / template).is_file():
+            if (
+                isinstance(template, str)
+                and not (templates_dir / template).is_file()
+                and not builtin_templates.exists(template)
+            ):
                 problems.append(
                     f"channels.{name}.{key}: template {template!r} not found in {templates_dir}"
+                    " nor among the built-in templates"
                 )
     return problems
 

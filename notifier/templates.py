@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from notifier import builtin_templates
 from notifier.durations import format_duration
 from notifier.notification import Notification
 from notifier.payload import Alert
@@ -131,7 +132,7 @@ class Rendered:
 
 
 class Renderer:
-    """Loads templates from one folder and renders them with fallbacks."""
+    """Loads templates from one folder, then the built-in ones, and renders them with fallbacks."""
 
     def __init__(
         self,
@@ -139,7 +140,13 @@ class Renderer:
         on_fallback: Callable[[str, str], None] | None = None,
     ) -> None:
         self._env = ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            # The config's folder first, so an operator's file overrides a built-in one.
+            loader=jinja2.ChoiceLoader(
+                [
+                    jinja2.FileSystemLoader(str(templates_dir)),
+                    jinja2.FunctionLoader(builtin_templates.source),
+                ]
+            ),
             autoescape=jinja2.select_autoescape(["html", "htm"], default_for_string=False),
             undefined=_StrictButTestable,
             # A reload builds a new renderer: no need to stat template files on every render.

@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from notifier.config import LoadedConfig, parse_config
 from notifier.notification import Notification
 from notifier.payload import Alert, Status, WebhookPayload
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The package's own templates (package data): an installed notifier has them, no checkout
+# needed. Outside a zip this is their folder; inside one the built-in lookup still finds them.
+TEMPLATES_DIR = str(files("notifier.builtin_templates"))
 STARTS_AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 Scripted = Receipt | BaseException  # what one send answers
@@ -213,11 +216,12 @@ def config_for_tests(
 
     A channel without a ``type`` is a ``log`` channel (the tests hand the dispatcher
     ``RecordingChannel``s under the same names). Storage is ``memory://`` and templates
-    come from the repository's ``templates/``; ``overrides`` replace top-level keys.
+    are the built-in ones (``notifier/builtin_templates/``); ``overrides`` replace
+    top-level keys (``templates_dir=`` for a folder of your own).
     """
     raw: dict[str, Any] = {
         "storage": {"url": "memory://"},
-        "templates_dir": str(TEMPLATES_DIR),
+        "templates_dir": TEMPLATES_DIR,
         "channels": {name: {"type": "log", **settings} for name, settings in channels.items()},
         "routes": [dict(route) for route in routes],
         **overrides,

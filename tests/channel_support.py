@@ -21,9 +21,10 @@ from notifier.config import LoadedConfig, parse_config
 from notifier.dedup import plan_notifications
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
+from notifier.testing import TEMPLATES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
+TEMPLATES = Path(TEMPLATES_DIR)
 FIXTURES = ROOT / "tests/fixtures/alertmanager"
 FIXTURE_NAMES = sorted(path.stem for path in FIXTURES.glob("*.json"))
 NOW = 1_800_000_000.0

@@ -11,10 +11,11 @@ from aiohttp.test_utils import TestClient
 
 from notifier.runtime import Runtime
 from notifier.server import create_app
+from notifier.testing import TEMPLATES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests/fixtures/alertmanager"
-TEMPLATES = ROOT / "templates"
+TEMPLATES = Path(TEMPLATES_DIR)
 
 LOG_CONFIG = f"""
 server:

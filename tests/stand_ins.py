@@ -16,13 +16,13 @@ from typing import Any
 
 import yaml
 
+from notifier.testing import TEMPLATES_DIR
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.smtp_server import Mailbox, smtp_server
 from tests.fakes.twilio_api import FakeTwilio
 from tests.processes import TOKEN, WebhookSink, serve_app
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES = ROOT / "templates"
+TEMPLATES = Path(TEMPLATES_DIR)
 
 EMAIL, SLACK, SMS, WEBHOOK = "ops-email", "alerts-slack", "oncall-sms", "ops-webhook"
 ALL_CHANNELS = (SMS, SLACK, EMAIL, WEBHOOK)

@@ -9,6 +9,7 @@ import pytest
 
 from notifier.config import ConfigError, load_config, parse_config
 from notifier.durations import format_duration, parse_duration
+from notifier.testing import TEMPLATES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 INVALID = sorted((ROOT / "tests/fixtures/invalid_configs").glob("*.yaml"))
@@ -121,7 +122,7 @@ def test_bad_durations(text: str) -> None:
 
 def test_an_unread_ca_file_passes_where_placeholders_stand_in_for_secrets() -> None:
     text = f"""
-templates_dir: "{ROOT / "templates"}"
+templates_dir: "{TEMPLATES_DIR}"
 channels:
   mail: {{type: email, host: h, from: a@example.com, to: [o@example.com], ca_file: missing.pem}}
 """

@@ -11,8 +11,9 @@ from notifier.store import open_store
 from notifier.store.memory import MemoryStore
 from notifier.store.redis import RedisStore
 from notifier.store.sqlite import SQLiteStore
+from notifier.testing import TEMPLATES_DIR
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = TEMPLATES_DIR
 
 
 def config_with(tmp_path: Path, url: str) -> LoadedConfig:

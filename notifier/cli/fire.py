@@ -39,7 +39,7 @@ from notifier.templates import Renderer, template_context
 def render(
     config_path: Path, template: str, payload_file: Path | None, channel: str | None
 ) -> None:
-    """Render TEMPLATE (a file in templates_dir) against a payload, to preview it."""
+    """Render TEMPLATE (in templates_dir, or a built-in one) against a payload, to preview it."""
     loaded = load_or_exit(config_path, placeholders=True)
     payload = _read_payload(payload_file) if payload_file else sample_payload()
     channel_type = "log"
