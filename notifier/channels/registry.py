@@ -28,7 +28,7 @@ from notifier.config import LogChannel as LogConfig
 from notifier.config import SlackChannel as SlackConfig
 from notifier.config import SmsChannel as SmsConfig
 from notifier.config import WebhookChannel as WebhookConfig
-from notifier.store.base import ThreadRefs
+from notifier.store.base import ChannelState
 from notifier.templates import Renderer
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class _Opening:
 
     loaded: LoadedConfig
     renderer: Renderer
-    threads: ThreadRefs
+    state: ChannelState
     clock: Callable[[], float]
     session: aiohttp.ClientSession | None = None
 
@@ -71,7 +71,7 @@ def _slack(name: str, config: SlackConfig, opening: _Opening) -> Channel:
         config,
         opening.renderer,
         opening.shared_session(),
-        opening.threads,
+        opening.state,
         timeout=opening.timeout(name),
         clock=opening.clock,
     )
@@ -79,7 +79,12 @@ def _slack(name: str, config: SlackConfig, opening: _Opening) -> Channel:
 
 def _sms(name: str, config: SmsConfig, opening: _Opening) -> Channel:
     return SmsChannel(
-        name, config, opening.renderer, timeout=opening.timeout(name), clock=opening.clock
+        name,
+        config,
+        opening.renderer,
+        opening.state,
+        timeout=opening.timeout(name),
+        clock=opening.clock,
     )
 
 
@@ -138,12 +143,12 @@ class Channels(Mapping[str, Channel]):
 async def open_channels(
     config: LoadedConfig,
     renderer: Renderer,
-    threads: ThreadRefs,
+    state: ChannelState,
     *,
     clock: Callable[[], float] = time.time,
 ) -> Channels:
     """Open one channel per ``config.channels`` entry (a running event loop is required)."""
-    opening = _Opening(config, renderer, threads, clock)
+    opening = _Opening(config, renderer, state, clock)
     channels: dict[str, Channel] = {}
     try:
         for name, channel_config in config.config.channels.items():

@@ -18,6 +18,7 @@ Tables:
 - ``dedup``: one mark per dedup key with its expiry; an expired mark counts as absent.
 - ``deliveries``: the delivery log, trimmed to the newest N rows by id.
 - ``threads``: Slack thread refs with their expiry.
+- ``told``: the recipients each job's message already reached, with their expiry.
 - ``meta``: a row ``ping`` rewrites to prove the file is writable.
 """
 
@@ -95,6 +96,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "DROP INDEX jobs_due",
         "CREATE INDEX jobs_due ON jobs (state, coalesce(lease_until, not_before), seq, channel)",
+    ),
+    (
+        """
+        CREATE TABLE told (
+            job_id TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (job_id, recipient)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX told_expiry ON told (expires_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
