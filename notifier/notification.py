@@ -64,14 +64,6 @@ class Notification(BaseModel):
         )
 
     @property
-    def firing(self) -> tuple[Alert, ...]:
-        return tuple(a for a in self.alerts if a.status == "firing")
-
-    @property
-    def resolved(self) -> tuple[Alert, ...]:
-        return tuple(a for a in self.alerts if a.status == "resolved")
-
-    @property
     def severity(self) -> str:
         """The group's severity: the common label, else the first alert's, else ``none``."""
         return self.common_labels.get("severity") or self.alerts[0].labels.get("severity", "none")

@@ -124,7 +124,6 @@ class _StrictButTestable(jinja2.StrictUndefined):
 @dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
-    fell_back: bool = False
 
 
 class Renderer:
@@ -207,4 +206,4 @@ class Renderer:
             autoescape=name.endswith((".html", ".htm"))
         )
         lenient.filters.update(tojson=_tojson)
-        return Rendered(lenient.from_string(fallback).render(context), fell_back=True)
+        return Rendered(lenient.from_string(fallback).render(context))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from notifier.channels.base import FailureReason, PermanentError, RetryableError
+from notifier.channels.base import FailureReason, PermanentError, Receipt, RetryableError
 from notifier.config import LoadedConfig
 from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
@@ -105,6 +105,19 @@ async def test_delivery_is_recorded_and_counted() -> None:
     assert h.metric("notifier_notification_attempt_duration_seconds_count", **labels) == 1
     stats = await h.store.stats(h.clock())
     assert (stats.queued, stats.in_flight, stats.dead_letters) == (0, 0, 0)
+
+
+async def test_the_delivery_log_keeps_the_peer_ids_of_a_receipt() -> None:
+    channel = RecordingChannel(
+        "hook", outcomes=[Receipt("hook", "accepted", peer_ids=("SM1", "SM2"))]
+    )
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel])
+    await h.post(make_payload())
+
+    await h.dispatcher.drain()
+
+    [record] = await h.store.deliveries()
+    assert record.error == "accepted (ids SM1, SM2)"
 
 
 async def test_rate_limited_twice_then_delivered_after_retry_after() -> None:
