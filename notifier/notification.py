@@ -72,18 +72,3 @@ class Notification(BaseModel):
     def thread_key(self) -> str:
         """Identifies the group across notifications (Slack keeps one thread per group)."""
         return f"{self.channel}\x00{self.receiver}\x00{self.group_key}"
-
-    def to_payload(self) -> WebhookPayload:
-        """This notification as an Alertmanager payload (only the alerts routed here)."""
-        return WebhookPayload(
-            version="4",
-            receiver=self.receiver,
-            status=self.status,
-            alerts=list(self.alerts),
-            group_labels=self.group_labels,
-            common_labels=self.common_labels,
-            common_annotations=self.common_annotations,
-            external_url=self.external_url,
-            group_key=self.group_key,
-            truncated_alerts=self.truncated_alerts,
-        )
