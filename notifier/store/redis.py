@@ -75,7 +75,7 @@ _UNAVAILABLE = (
 )
 _CHUNK = 500  # dead letters replayed or purged per script call
 # A claim that skips channels looks past at most this many of their due jobs. Each costs
-# Redis ~1 µs (one HGET), and the skipped channels' jobs stay oldest, so without a bound
+# Redis one HGET, and the skipped channels' jobs stay oldest, so without a bound
 # every claim would walk their whole backlog while Redis serves nothing else. Past the
 # bound, a job waits for a later claim: once the skipped channel has room again, or its
 # open circuit has handed its backlog back for later.

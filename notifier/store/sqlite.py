@@ -297,7 +297,7 @@ def _claimable(skipping: int) -> str:
     """The claim query, leaving out the jobs of ``skipping`` channels (one ``?`` each).
 
     The channel is tested on the ``jobs_due`` index entries, oldest first: skipping a
-    backlog costs ~0.1 µs per skipped job, not a row read each.
+    backlog costs one index entry per skipped job, not a row read each.
     """
     skip = f" AND channel NOT IN ({', '.join('?' * skipping)})" if skipping else ""
     return f"""
