@@ -67,7 +67,7 @@ class Receipt:
     peer_ids: tuple[str, ...] = field(default_factory=tuple)
 
     @property
-    def logged(self) -> str:
+    def log_text(self) -> str:
         """The detail with the peer-side ids, as the delivery log keeps it."""
         return f"{self.detail} (ids {', '.join(self.peer_ids)})" if self.peer_ids else self.detail
 
