@@ -48,10 +48,10 @@ from notifier.templates import FALLBACK_TEXT, Renderer, template_context
 log = logging.getLogger(__name__)
 
 RATE_LIMIT_CODES = frozenset({20429})
+AUTH_CODES = frozenset({20003})
 # How long a job's told recipients are kept: past any retry window (``retry.max_age``),
 # and long enough that replaying its dead letter still skips the recipients told.
 TOLD_TTL = 7 * 24 * 3600.0
-AUTH_CODES = frozenset({20003})
 
 
 def mask_number(number: str) -> str:
