@@ -220,7 +220,7 @@ class Deliverer:
             lane.sends.discard(job.id)
 
     async def _delivered(self, job: ClaimedJob, lane: Lane, receipt: Receipt, took: float) -> None:
-        record = self._record(job, lane.channel.type, "delivered", None, receipt.detail, took)
+        record = self._record(job, lane.channel.type, "delivered", None, receipt.log_text, took)
         lane.breaker.record_success()
         lane.attempts.inc()
         lane.attempt_duration.observe(took)

@@ -70,8 +70,8 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         # The full lanes the last short claim skipped, and until when (loop time) its
         # finding holds: no other channel had a job due.
-        self._looked_past: frozenset[str] = frozenset()
-        self._looked_until = 0.0
+        self._short_claim_skipped: frozenset[str] = frozenset()
+        self._nothing_else_due_until = 0.0
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self.replace_config(config, channels)
@@ -158,8 +158,11 @@ class Dispatcher:
             if limit <= 0:
                 await self._woken(None)
                 continue
-            if self._looked_past.issubset(full) and loop.time() < self._looked_until:
-                await self._woken(self._looked_until - loop.time())
+            if (
+                self._short_claim_skipped.issubset(full)
+                and loop.time() < self._nothing_else_due_until
+            ):
+                await self._woken(self._nothing_else_due_until - loop.time())
                 continue
             try:
                 jobs = await self._claim(limit, full)
@@ -182,8 +185,8 @@ class Dispatcher:
             self._spawn(jobs)
             if len(jobs) < limit:
                 if full:
-                    self._looked_past = frozenset(full)
-                    self._looked_until = loop.time() + _NOTHING_DUE_FLOOR
+                    self._short_claim_skipped = frozenset(full)
+                    self._nothing_else_due_until = loop.time() + _NOTHING_DUE_FLOOR
                 await self._idle(nothing_claimed=not jobs)
 
     async def _woken(self, within: float | None) -> None:
@@ -256,7 +259,7 @@ class Dispatcher:
                 lane.sends.add(job.id)
                 task = self._start(self._deliverer.run(job, lane))
                 # Out at the latest now: a task cancelled before it ran never sent.
-                task.add_done_callback(partial(_let_go, lane.sends, job.id))
+                task.add_done_callback(partial(_remove_from_sends, lane.sends, job.id))
             else:
                 # The room was counted before the claim; only a reload can shrink it since.
                 self._start(self._deliverer.put_back(job))
@@ -281,5 +284,5 @@ class Dispatcher:
                 gauge.remove(*labels)
 
 
-def _let_go(sends: set[str], job_id: str, _task: asyncio.Task[None]) -> None:
+def _remove_from_sends(sends: set[str], job_id: str, _task: asyncio.Task[None]) -> None:
     sends.discard(job_id)

@@ -64,14 +64,6 @@ class Notification(BaseModel):
         )
 
     @property
-    def firing(self) -> tuple[Alert, ...]:
-        return tuple(a for a in self.alerts if a.status == "firing")
-
-    @property
-    def resolved(self) -> tuple[Alert, ...]:
-        return tuple(a for a in self.alerts if a.status == "resolved")
-
-    @property
     def severity(self) -> str:
         """The group's severity: the common label, else the first alert's, else ``none``."""
         return self.common_labels.get("severity") or self.alerts[0].labels.get("severity", "none")
@@ -80,18 +72,3 @@ class Notification(BaseModel):
     def thread_key(self) -> str:
         """Identifies the group across notifications (Slack keeps one thread per group)."""
         return f"{self.channel}\x00{self.receiver}\x00{self.group_key}"
-
-    def to_payload(self) -> WebhookPayload:
-        """This notification as an Alertmanager payload (only the alerts routed here)."""
-        return WebhookPayload(
-            version="4",
-            receiver=self.receiver,
-            status=self.status,
-            alerts=list(self.alerts),
-            group_labels=self.group_labels,
-            common_labels=self.common_labels,
-            common_annotations=self.common_annotations,
-            external_url=self.external_url,
-            group_key=self.group_key,
-            truncated_alerts=self.truncated_alerts,
-        )

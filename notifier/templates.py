@@ -128,7 +128,6 @@ class _StrictButTestable(jinja2.StrictUndefined):
 @dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
-    fell_back: bool = False
 
 
 class Renderer:
@@ -218,4 +217,4 @@ class Renderer:
             autoescape=name.endswith((".html", ".htm"))
         )
         lenient.filters.update(tojson=_tojson, safe_url=http_url)
-        return Rendered(lenient.from_string(fallback).render(context), fell_back=True)
+        return Rendered(lenient.from_string(fallback).render(context))

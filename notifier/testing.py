@@ -145,6 +145,22 @@ class ManualClock:
         self.now += seconds
 
 
+def _as_payload(notification: Notification) -> WebhookPayload:
+    """The notification as an Alertmanager payload (only the alerts routed to it)."""
+    return WebhookPayload(
+        version="4",
+        receiver=notification.receiver,
+        status=notification.status,
+        alerts=list(notification.alerts),
+        group_labels=notification.group_labels,
+        common_labels=notification.common_labels,
+        common_annotations=notification.common_annotations,
+        external_url=notification.external_url,
+        group_key=notification.group_key,
+        truncated_alerts=notification.truncated_alerts,
+    )
+
+
 class RecordingChannel:
     """A ``Channel`` that keeps what it was given and answers as scripted.
 
@@ -187,7 +203,7 @@ class RecordingChannel:
         return outcome
 
     def preview(self, notification: Notification) -> str:
-        return json.dumps(notification.to_payload().to_alertmanager_json(), indent=2)
+        return json.dumps(_as_payload(notification).to_alertmanager_json(), indent=2)
 
     async def close(self) -> None:
         self.closed = True

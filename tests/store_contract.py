@@ -29,7 +29,8 @@ Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
 - ``stats``: ``queued`` counts waiting jobs (expired leases included), ``due`` those
   claimable at ``now``, ``oldest_due_age`` is ``now`` minus the earliest due time;
 - a Slack thread ref is kept at least ``ttl``; expired refs disappear once a later
-  ``put_thread`` has swept them (SQLite, memory) or their Redis TTL ran out.
+  ``put_thread`` has swept them (SQLite, memory) or their Redis TTL ran out;
+- told recipients are kept per job id, each one once, at least ``ttl`` after the last add.
 """
 
 from __future__ import annotations
@@ -436,3 +437,19 @@ class StoreContract:
         await store.put_thread("group-2", ThreadRef("C9", "2.2"), 3600.0, time.time())
         assert await store.get_thread("short") is None
         assert await store.get_thread("group-1") is not None
+
+    async def test_told_recipients_per_job_and_expire(self, store: Store) -> None:
+        assert await store.told_recipients("j1") == frozenset()
+        now = time.time()
+        await store.add_told_recipient("j1", "a", 3600.0, now)
+        await store.add_told_recipient("j1", "b", 3600.0, now)
+        await store.add_told_recipient("j1", "a", 3600.0, now)
+        await store.add_told_recipient("j2", "c", 3600.0, now)
+        assert await store.told_recipients("j1") == {"a", "b"}
+        assert await store.told_recipients("j2") == {"c"}
+        # As with thread refs: expired entries are gone after a real wait and a later add.
+        await store.add_told_recipient("short", "x", 0.05, time.time())
+        await asyncio.sleep(0.15)
+        await store.add_told_recipient("j3", "y", 3600.0, time.time())
+        assert await store.told_recipients("short") == frozenset()
+        assert await store.told_recipients("j1") == {"a", "b"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from notifier.channels.base import Channel, FailureReason, PermanentError, Retry
 from notifier.channels.registry import Channels, open_channels
 from notifier.channels.sms_segments import segment_info
 from notifier.config import LoadedConfig
+from notifier.store.base import Store
 from notifier.store.memory import MemoryStore
+from notifier.store.sqlite import SQLiteStore
 from notifier.templates import Renderer
 from tests.channel_support import (
     FIXTURE_NAMES,
@@ -46,7 +49,9 @@ Opener = Callable[..., Any]
 async def open_sms(tmp_path: Path) -> AsyncIterator[Opener]:
     opened: list[Channels] = []
 
-    async def open_sms(api_url: str, **settings: Any) -> tuple[LoadedConfig, Channel]:
+    async def open_sms(
+        api_url: str, store: Store | None = None, **settings: Any
+    ) -> tuple[LoadedConfig, Channel]:
         config = {
             "type": "sms",
             "account_sid": SID,
@@ -57,7 +62,8 @@ async def open_sms(tmp_path: Path) -> AsyncIterator[Opener]:
             **settings,
         }
         loaded = load(tmp_path, {"sms": config})
-        channels = await open_channels(loaded, Renderer(loaded.templates_dir), MemoryStore())
+        state = MemoryStore() if store is None else store
+        channels = await open_channels(loaded, Renderer(loaded.templates_dir), state)
         opened.append(channels)
         return loaded, channels["sms"]
 
@@ -284,6 +290,63 @@ async def test_a_failure_after_some_recipients_says_so(
     assert "+4…0123" in message
     assert "after 1 of 2 recipients got it" in message
     assert [r.to for r in fake.delivered] == [ONCALL]
+
+
+async def test_a_retry_sends_only_to_the_recipients_not_yet_told(
+    twilio: tuple[FakeTwilio, TestServer], open_sms: Opener, tmp_path: Path
+) -> None:
+    fake, server = twilio
+    fake.script_for(BACKUP, TwilioError(503, 20503, "Service Unavailable"))
+    path = tmp_path / "notifier.db"
+    # The first attempt, in one process: ONCALL gets it, BACKUP fails retryably.
+    first_store = SQLiteStore(path)
+    await first_store.open()
+    loaded, channel = await open_sms(url(server), first_store)
+    note = notification(loaded, "sms", fixture("firing_single"))
+    with pytest.raises(RetryableError) as caught:
+        await channel.send(note)
+    assert "a retry sends only to the others" in str(caught.value)
+    await first_store.close()
+    # The retry, as another process would make it: a new store on the same file, a new channel.
+    second_store = SQLiteStore(path)
+    await second_store.open()
+    _, channel = await open_sms(url(server), second_store)
+    receipt = await channel.send(note)
+    await second_store.close()
+
+    requests_per_number = Counter(r.to for r in fake.requests)
+    assert requests_per_number == {ONCALL: 1, BACKUP: 2}
+    assert Counter(r.to for r in fake.delivered) == {ONCALL: 1, BACKUP: 1}
+    assert "1 recipient(s) got it on an earlier attempt" in receipt.detail
+
+
+async def test_a_job_whose_recipients_were_all_told_sends_nothing_again(
+    twilio: tuple[FakeTwilio, TestServer], open_sms: Opener
+) -> None:
+    fake, server = twilio
+    loaded, channel = await open_sms(url(server), MemoryStore())
+    note = notification(loaded, "sms", fixture("firing_single"))
+    await channel.send(note)
+
+    receipt = await channel.send(note)  # a retry after the completion was lost
+
+    assert len(fake.requests) == 2
+    assert receipt.peer_ids == ()
+    assert "2 recipient(s) got it on an earlier attempt" in receipt.detail
+
+
+async def test_told_recipients_are_stored_as_hashes_not_numbers(
+    twilio: tuple[FakeTwilio, TestServer], open_sms: Opener
+) -> None:
+    _, server = twilio
+    store = MemoryStore()
+    loaded, channel = await open_sms(url(server), store)
+    note = notification(loaded, "sms", fixture("firing_single"))
+    await channel.send(note)
+
+    told = await store.told_recipients(note.job_id)
+    assert len(told) == 2
+    assert not any(ONCALL[1:] in token or BACKUP[1:] in token for token in told)
 
 
 async def test_phone_numbers_in_twilio_errors_are_redacted(

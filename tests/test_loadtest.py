@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -73,20 +74,22 @@ async def test_a_timed_run_stops_by_itself_and_counts_what_the_server_saw(
         url=url, duration=1.0, concurrency=8, alerts_per_payload=3, token=TOKEN
     )
     began = time.monotonic()
-    result = await run_loadtest(options, ticks.append)
+    async with asyncio.timeout(30):  # a run that does not stop by itself fails here
+        result = await run_loadtest(options, ticks.append)
     elapsed = time.monotonic() - began
 
-    assert 1.0 <= elapsed < 3.0
+    # It ran its whole duration, and its own clock agrees with ours.
+    assert options.duration <= result.total_time <= elapsed
     assert result.total_requests == receiver.requests > 8
     assert result.status_codes == {"202": receiver.requests}
     assert result.error_rate == 0.0
     assert result.concurrent_users == 8
-    assert result.total_time == pytest.approx(elapsed, abs=0.1)
     assert result.throughput == pytest.approx(result.total_requests / result.total_time)
     assert result.alerts_per_second == pytest.approx(3 * result.throughput)
     assert result.avg_response_time is not None and result.p95_response_time is not None
     assert result.p99_response_time is not None
-    assert 0 < result.avg_response_time <= result.p99_response_time < 1.0
+    assert 0 < result.avg_response_time <= result.total_time
+    assert result.p95_response_time <= result.p99_response_time <= result.total_time
     # Each request is its own group with fresh alerts, so notifier's dedup drops none.
     assert len(receiver.group_keys) == receiver.requests
     assert len(receiver.fingerprints) == 3 * receiver.requests
@@ -101,10 +104,9 @@ async def test_the_request_limit_ends_the_run_early(aiohttp_server: ServerFactor
     url = await _serve(aiohttp_server, receiver)
     ticks: list[int] = []
     options = LoadtestOptions(url=url, duration=30.0, concurrency=5, max_requests=37, token=TOKEN)
-    began = time.monotonic()
     result = await run_loadtest(options, ticks.append)
 
-    assert time.monotonic() - began < 10
+    assert result.total_time < options.duration  # it did not run its whole duration
     assert result.total_requests == receiver.requests == 37
     assert receiver.alerts_per_payload == {10}
     assert sum(ticks) == 30  # the progress bar is completed when the run ends early

@@ -47,14 +47,28 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
+async def wait_subscribed(url: str, store: RedisStore, listeners: int) -> None:
+    """Wait until ``listeners`` connections listen for ``store``'s wake-ups (PUBSUB NUMSUB)."""
+    channel = f"{store.prefix}wake"
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        for _ in range(500):
+            [(_, count)] = await client.pubsub_numsub(channel)
+            if count >= listeners:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{listeners} listener(s) on {channel} never came")
+    finally:
+        await client.aclose()
+
+
 async def assert_enqueue_wakes(waiting: RedisStore, enqueuing: RedisStore, job: str) -> None:
-    """An enqueue on ``enqueuing`` ends a wait on ``waiting`` within a second."""
-    waiter = asyncio.create_task(waiting.wait_for_work(5.0))
+    """An enqueue on ``enqueuing`` ends a wait on ``waiting`` (that would last an hour)."""
+    waiter = asyncio.create_task(waiting.wait_for_work(3600.0))
     await asyncio.sleep(0.05)
-    started = time.monotonic()
+    assert not waiter.done()
     await enqueuing.enqueue([planned(job)], now=100.0)
-    await asyncio.wait_for(waiter, 2.0)
-    assert time.monotonic() - started < 1.0
+    await asyncio.wait_for(waiter, 30.0)
 
 
 async def test_enqueue_on_one_replica_wakes_the_other(
@@ -184,11 +198,11 @@ async def test_store_recovers_by_itself_when_redis_comes_back(
         await store.ping()
         assert (await store.enqueue([planned("after")], now=102.0)).enqueued == ("after",)
         assert [job.id for job in await store.claim(limit=5, lease=30.0, now=102.0)] == ["after"]
-        # The wake-up subscription comes back too.
-        waiter = asyncio.create_task(store.wait_for_work(5.0))
-        await asyncio.sleep(0.2)
+        # The wake-up subscription comes back too: the enqueue ends an hour-long wait.
+        waiter = asyncio.create_task(store.wait_for_work(3600.0))
+        await wait_subscribed(url, store, 1)
         await other.enqueue([planned("woken")], now=103.0)
-        await asyncio.wait_for(waiter, 3.0)
+        await asyncio.wait_for(waiter, 30.0)
     finally:
         await store.close()
         await other.close()
@@ -233,10 +247,10 @@ async def test_store_opened_while_redis_is_down_works_once_it_is_up(tmp_path: Pa
     server.start()
     try:
         await other.open()
-        waiter = asyncio.create_task(store.wait_for_work(5.0))  # subscribes now
-        await asyncio.sleep(0.2)
+        waiter = asyncio.create_task(store.wait_for_work(3600.0))  # subscribes now
+        await wait_subscribed(url, store, 2)  # ``other`` listens since its open()
         await other.enqueue([planned("a")], now=100.0)
-        await asyncio.wait_for(waiter, 3.0)
+        await asyncio.wait_for(waiter, 30.0)
         assert [job.id for job in await store.claim(limit=1, lease=30.0, now=100.0)] == ["a"]
     finally:
         await store.close()

@@ -63,8 +63,13 @@ class Receipt:
 
     channel: str
     detail: str = ""
-    # Peer-side ids (Slack ts, Twilio SIDs, SMTP queue answer), for the delivery log.
+    # Peer-side ids (Slack ts, Twilio SIDs), so an operator can find the message there.
     peer_ids: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def log_text(self) -> str:
+        """The detail with the peer-side ids, as the delivery log keeps it."""
+        return f"{self.detail} (ids {', '.join(self.peer_ids)})" if self.peer_ids else self.detail
 
 
 class Channel(Protocol):

@@ -202,7 +202,7 @@ class EmailChannel:
             detail += (
                 f"; refused {len(refused)} of {len(config.to)}: {redact(listed, [self._password])}"
             )
-        return Receipt(self.name, detail, peer_ids=(answer,))
+        return Receipt(self.name, detail)  # the server's answer, redacted, is in the detail
 
     def _error(self, exc: BaseException) -> DeliveryError:
         secrets = [self._password]

@@ -28,19 +28,19 @@ from notifier.config import LogChannel as LogConfig
 from notifier.config import SlackChannel as SlackConfig
 from notifier.config import SmsChannel as SmsConfig
 from notifier.config import WebhookChannel as WebhookConfig
-from notifier.store.base import ThreadRefs
+from notifier.store.base import ChannelState
 from notifier.templates import Renderer
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Opening:
+class _BuildContext:
     """What a builder may use; the shared session is made on first need."""
 
     loaded: LoadedConfig
     renderer: Renderer
-    threads: ThreadRefs
+    state: ChannelState
     clock: Callable[[], float]
     session: aiohttp.ClientSession | None = None
 
@@ -54,51 +54,56 @@ class _Opening:
         return self.loaded.timeout(name).total_seconds()
 
 
-def _email(name: str, config: EmailConfig, opening: _Opening) -> Channel:
+def _email(name: str, config: EmailConfig, build: _BuildContext) -> Channel:
     return EmailChannel(
         name,
         config,
-        opening.renderer,
-        timeout=opening.timeout(name),
-        clock=opening.clock,
+        build.renderer,
+        timeout=build.timeout(name),
+        clock=build.clock,
         tls=tls_context(config),
     )
 
 
-def _slack(name: str, config: SlackConfig, opening: _Opening) -> Channel:
+def _slack(name: str, config: SlackConfig, build: _BuildContext) -> Channel:
     return SlackChannel(
         name,
         config,
-        opening.renderer,
-        opening.shared_session(),
-        opening.threads,
-        timeout=opening.timeout(name),
-        clock=opening.clock,
+        build.renderer,
+        build.shared_session(),
+        build.state,
+        timeout=build.timeout(name),
+        clock=build.clock,
     )
 
 
-def _sms(name: str, config: SmsConfig, opening: _Opening) -> Channel:
+def _sms(name: str, config: SmsConfig, build: _BuildContext) -> Channel:
     return SmsChannel(
-        name, config, opening.renderer, timeout=opening.timeout(name), clock=opening.clock
+        name,
+        config,
+        build.renderer,
+        build.state,
+        timeout=build.timeout(name),
+        clock=build.clock,
     )
 
 
-def _webhook(name: str, config: WebhookConfig, opening: _Opening) -> Channel:
+def _webhook(name: str, config: WebhookConfig, build: _BuildContext) -> Channel:
     return WebhookChannel(
         name,
         config,
-        opening.shared_session(),
-        timeout=opening.timeout(name),
-        clock=opening.clock,
+        build.shared_session(),
+        timeout=build.timeout(name),
+        clock=build.clock,
     )
 
 
-def _log(name: str, config: LogConfig, opening: _Opening) -> Channel:
-    return LogChannel(name, config, opening.renderer)
+def _log(name: str, config: LogConfig, build: _BuildContext) -> Channel:
+    return LogChannel(name, config, build.renderer)
 
 
 # Keyed by the config's ``type``; each builder gets the config model of its type.
-BUILDERS: dict[str, Callable[[str, Any, _Opening], Channel]] = {
+BUILDERS: dict[str, Callable[[str, Any, _BuildContext], Channel]] = {
     "email": _email,
     "slack": _slack,
     "sms": _sms,
@@ -138,26 +143,26 @@ class Channels(Mapping[str, Channel]):
 async def open_channels(
     config: LoadedConfig,
     renderer: Renderer,
-    threads: ThreadRefs,
+    state: ChannelState,
     *,
     clock: Callable[[], float] = time.time,
 ) -> Channels:
     """Open one channel per ``config.channels`` entry (a running event loop is required)."""
-    opening = _Opening(config, renderer, threads, clock)
+    build = _BuildContext(config, renderer, state, clock)
     channels: dict[str, Channel] = {}
     try:
         for name, channel_config in config.config.channels.items():
-            channels[name] = BUILDERS[channel_config.type](name, channel_config, opening)
+            channels[name] = BUILDERS[channel_config.type](name, channel_config, build)
     except BaseException:
-        await Channels(channels, _closers(channels, opening)).aclose()
+        await Channels(channels, _closers(channels, build)).aclose()
         raise
-    return Channels(channels, _closers(channels, opening))
+    return Channels(channels, _closers(channels, build))
 
 
 def _closers(
-    channels: dict[str, Channel], opening: _Opening
+    channels: dict[str, Channel], build: _BuildContext
 ) -> list[Callable[[], Awaitable[None]]]:
     closers: list[Callable[[], Awaitable[None]]] = [channel.close for channel in channels.values()]
-    if opening.session is not None:
-        closers.append(opening.session.close)  # last: the channels use it until closed
+    if build.session is not None:
+        closers.append(build.session.close)  # last: the channels use it until closed
     return closers

@@ -1,10 +1,13 @@
 """The SMS channel: one Twilio message per recipient, through the real Twilio SDK (async).
 
 The body is the rendered template trimmed to ``max_segments`` GSM-7/UCS-2 segments
-(``sms_segments``). Recipients are sent to one after the other inside one timeout; when a
-later recipient fails, the error says how many already got the message. The dispatcher
-then retries the whole notification, so those recipients may get it twice: delivery is
-at-least-once, and a duplicate page beats a missed one.
+(``sms_segments``). Recipients are sent to one after the other inside one timeout. Each
+recipient Twilio accepts is recorded in the store under the job id (``ToldRecipients``)
+before the next is sent, so a retry of the job, in this process or another, sends only
+to the recipients not told yet. When a later recipient fails, the error says how many
+already got the message. A recipient may still get it twice (Twilio accepted it but the
+answer or the record was lost): delivery is at-least-once, and a duplicate page beats
+a missed one.
 
 Twilio answers: 429 / error 20429 and HTTP 5xx are retryable (a 5xx is ambiguous: the
 SMS may have gone); 401/403 and error 20003 are ``auth``; other 4xx (21211 invalid number,
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -37,16 +42,27 @@ from notifier.channels.classify import error_for_transport, parse_retry_after, r
 from notifier.channels.sms_segments import segment_info, trim_to_segments
 from notifier.config import SmsChannel as SmsConfig
 from notifier.notification import Notification
+from notifier.store.base import StoreUnavailable, ToldRecipients
 from notifier.templates import FALLBACK_TEXT, Renderer, template_context
 from notifier.untrusted import plain_text
 
+log = logging.getLogger(__name__)
+
 RATE_LIMIT_CODES = frozenset({20429})
 AUTH_CODES = frozenset({20003})
+# How long a job's told recipients are kept: past any retry window (``retry.max_age``),
+# and long enough that replaying its dead letter still skips the recipients told.
+TOLD_TTL = 7 * 24 * 3600.0
 
 
 def mask_number(number: str) -> str:
     """``+1…7890``: enough to tell recipients apart in a message, not enough to call them."""
     return f"{number[:2]}…{number[-4:]}"
+
+
+def recipient_token(number: str) -> str:
+    """What the store keeps for a told recipient: a hash, so no plain number is stored."""
+    return hashlib.sha256(number.encode()).hexdigest()[:16]
 
 
 def error_for_twilio(status: int, code: int | None, what: str) -> DeliveryError:
@@ -98,6 +114,7 @@ class SmsChannel:
         name: str,
         config: SmsConfig,
         renderer: Renderer,
+        told: ToldRecipients,
         *,
         timeout: float,
         clock: Callable[[], float],
@@ -105,6 +122,8 @@ class SmsChannel:
         self.name = name
         self._config = config
         self._renderer = renderer
+        self._told = told
+        self._clock = clock
         self._timeout = timeout
         self._transport = _TwilioTransport(clock)
         token = config.auth_token.get_secret_value()
@@ -135,8 +154,13 @@ class SmsChannel:
 
     async def send(self, notification: Notification) -> Receipt:
         body = self.body(notification)
-        recipients = self._config.to
+        job_id = notification.job_id
+        told_before = await self._told_recipients(job_id)
+        everyone = self._config.to
+        recipients = [n for n in everyone if recipient_token(n) not in told_before]
+        told = len(everyone) - len(recipients)
         sids: list[str] = []
+        number = ""
         try:
             async with asyncio.timeout(self._timeout):
                 for number in recipients:
@@ -144,6 +168,8 @@ class SmsChannel:
                         to=number, from_=self._config.from_, body=body
                     )
                     sids.append(str(message.sid))
+                    told += 1
+                    await self._record_told(job_id, number)
         except (
             DeliveryError,
             TwilioException,
@@ -152,20 +178,36 @@ class SmsChannel:
             OSError,
             ValueError,
         ) as exc:
-            error = self._error(exc, recipients[len(sids)])
-            if not sids:
+            error = self._error(exc, number)
+            if not told:
                 raise error from None
             note = (
-                f"{error.message} (after {len(sids)} of {len(recipients)} recipients got it;"
-                " a retry sends to every recipient again)"
+                f"{error.message} (after {told} of {len(everyone)} recipients got it;"
+                " a retry sends only to the others)"
             )
             raise type(error)(error.reason, note, retry_after=error.retry_after) from None
         segments = segment_info(body).segments
-        return Receipt(
-            self.name,
-            f"twilio accepted {len(sids)} message(s) of {segments} segment(s)",
-            peer_ids=tuple(sids),
-        )
+        detail = f"twilio accepted {len(sids)} message(s) of {segments} segment(s)"
+        if len(sids) < len(everyone):
+            detail += f"; {len(everyone) - len(sids)} recipient(s) got it on an earlier attempt"
+        return Receipt(self.name, detail, peer_ids=tuple(sids))
+
+    async def _told_recipients(self, job_id: str) -> frozenset[str]:
+        try:
+            return await self._told.told_recipients(job_id)
+        except StoreUnavailable:
+            # Sending to every recipient again beats sending to none.
+            log.warning("cannot read who already got an sms", extra={"channel": self.name})
+            return frozenset()
+
+    async def _record_told(self, job_id: str, number: str) -> None:
+        try:
+            await self._told.add_told_recipient(
+                job_id, recipient_token(number), TOLD_TTL, self._clock()
+            )
+        except StoreUnavailable:
+            # Sent already: failing now would send it again. A retry may send it twice.
+            log.warning("cannot record that a recipient got an sms", extra={"channel": self.name})
 
     def _error(self, exc: BaseException, number: str) -> DeliveryError:
         target = f"twilio message to {mask_number(number)}"

@@ -1,4 +1,5 @@
-"""The ``Store`` protocol: durable queue, dedup marks, dead letters, delivery log, Slack threads.
+"""The ``Store`` protocol: durable queue, dedup marks, dead letters, delivery log, Slack threads,
+and the recipients a job's message already reached.
 
 Every implementation (memory, SQLite, Redis) passes one contract suite
 (``tests/store_contract.py``). Semantics every implementation keeps:
@@ -108,7 +109,25 @@ class ThreadRefs(Protocol):
     async def put_thread(self, key: str, ref: ThreadRef, ttl: float, now: float) -> None: ...
 
 
-class Store(ThreadRefs, Protocol):
+class ToldRecipients(Protocol):
+    """Which recipients of a job already got its message, so a retry sends to the others only.
+
+    Kept in the store because the retry may run in another process. A recipient is an
+    opaque token chosen by the channel (the SMS channel keeps a hash, never the number).
+    """
+
+    async def told_recipients(self, job_id: str) -> frozenset[str]: ...
+
+    async def add_told_recipient(
+        self, job_id: str, recipient: str, ttl: float, now: float
+    ) -> None: ...
+
+
+class ChannelState(ThreadRefs, ToldRecipients, Protocol):
+    """The part of the store channels may use."""
+
+
+class Store(ChannelState, Protocol):
     async def open(self) -> None:
         """Connect / create the schema. Idempotent."""
         ...

@@ -69,6 +69,7 @@ class MemoryStore:
         self._dead: dict[str, _Dead] = {}
         self._dedup: dict[str, float] = {}  # key -> expires_at
         self._threads: dict[str, tuple[ThreadRef, float]] = {}  # key -> (ref, expires_at)
+        self._told: dict[str, tuple[set[str], float]] = {}  # job id -> (recipients, expires_at)
         self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
         self._seq = 0
         self._dedup_sweep_at = 1024  # sweep expired marks when there are this many
@@ -222,6 +223,17 @@ class MemoryStore:
         for expired in [k for k, (_, expires_at) in self._threads.items() if expires_at <= now]:
             del self._threads[expired]
         self._threads[key] = (ref, now + ttl)
+
+    async def told_recipients(self, job_id: str) -> frozenset[str]:
+        entry = self._told.get(job_id)
+        return frozenset(entry[0]) if entry else frozenset()
+
+    async def add_told_recipient(self, job_id: str, recipient: str, ttl: float, now: float) -> None:
+        for expired in [k for k, (_, expires_at) in self._told.items() if expires_at <= now]:
+            del self._told[expired]
+        recipients = self._told[job_id][0] if job_id in self._told else set()
+        recipients.add(recipient)
+        self._told[job_id] = (recipients, now + ttl)
 
     def _push(self, job: _Job) -> None:
         heapq.heappush(self._heap, (job.due_at, job.seq, job.notification.job_id))

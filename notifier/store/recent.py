@@ -1,7 +1,7 @@
 """The notifications this process enqueued lately, so claiming them need not parse JSON again.
 
-Parsing a stored notification is the largest cost of a claim (~20 µs for four alerts,
-more under load). Most jobs are claimed by the process that enqueued them, moments
+Parsing a stored notification is the largest cost of a claim (it grows with the alerts
+it holds). Most jobs are claimed by the process that enqueued them, moments
 later, so the SQLite and Redis stores remember the ``Notification`` objects they just
 stored and hand the same (immutable) object back on claim. A job id always names the
 same content, so an entry is never stale; it only saves work. The stored JSON stays

@@ -1,9 +1,10 @@
 """``RedisStore``: the ``Store`` for several replicas, on one Redis (``redis://``, ``rediss://``).
 
 Any replica may receive any payload and deliver any job: the queue, the leases, the
-dedup marks, the dead letters, the delivery log and the Slack thread refs all live
-in Redis under one key prefix. Jobs are JSON (``Notification.model_dump_json``), never
-pickle. Every write is one Lua script (``redis_scripts``), so it is atomic.
+dedup marks, the dead letters, the delivery log, the Slack thread refs and the told
+recipients all live in Redis under one key prefix. Jobs are JSON
+(``Notification.model_dump_json``), never pickle. Every write is one Lua script
+(``redis_scripts``), one command or one MULTI transaction, so it is atomic.
 
 Why two sorted sets for the queue: ``due`` holds waiting jobs scored by the time they
 may be claimed, ``leased`` holds claimed jobs scored by the end of their lease. A claim
@@ -15,7 +16,7 @@ Lease times come from the callers' clocks, so replicas need synchronised clocks 
 
 Dedup marks hold their expiry time and are compared with the caller's ``now`` (as the
 other stores do); their Redis TTL only collects them. Slack thread refs rely on the
-Redis TTL alone, since ``get_thread`` has no clock.
+Redis TTL alone, since ``get_thread`` has no clock; so do told recipients (a set per job).
 
 ``wait_for_work`` listens on a pub/sub channel the enqueue and replay scripts publish
 to, so another replica's enqueue wakes this replica's dispatcher at once.
@@ -74,7 +75,7 @@ _UNAVAILABLE = (
 )
 _CHUNK = 500  # dead letters replayed or purged per script call
 # A claim that skips channels looks past at most this many of their due jobs. Each costs
-# Redis ~1 µs (one HGET), and the skipped channels' jobs stay oldest, so without a bound
+# Redis one HGET, and the skipped channels' jobs stay oldest, so without a bound
 # every claim would walk their whole backlog while Redis serves nothing else. Past the
 # bound, a job waits for a later claim: once the skipped channel has room again, or its
 # open circuit has handed its backlog back for later.
@@ -345,6 +346,19 @@ class RedisStore:
                 await self._client.delete(name)
             else:
                 await self._client.set(name, json.dumps(asdict(ref)), px=math.ceil(ttl * 1000))
+
+    async def told_recipients(self, job_id: str) -> frozenset[str]:
+        with self._unavailable():
+            members = await self._client.smembers(self._key(f"told:{job_id}"))
+        return frozenset(str(member) for member in members)  # decode_responses: already str
+
+    async def add_told_recipient(self, job_id: str, recipient: str, ttl: float, now: float) -> None:
+        name = self._key(f"told:{job_id}")
+        with self._unavailable():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.sadd(name, recipient)
+                pipe.pexpire(name, max(1, math.ceil(ttl * 1000)))
+                await pipe.execute()
 
     async def delete_all_keys(self) -> int:
         """Delete every key under this store's prefix (tests and benchmarks clean up with it)."""

@@ -41,7 +41,7 @@ from notifier.store.sqlite_threads import GroupCommitWriter, Reader
 
 # A job may be claimed when this is <= now: its not_before, or its lease's end.
 _DUE = "coalesce(lease_until, not_before)"
-_SWEEP_BATCH = 256  # expired dedup marks / thread refs removed per write, at most
+_SWEEP_BATCH = 256  # expired marks, thread refs, told recipients removed per write, at most
 # Expired dedup marks are swept by an enqueue at most this often (seconds), and by every
 # enqueue while a sweep still finds a full batch. An expired mark is overwritten by the
 # insert-if-absent anyway: sweeping only bounds the table, so it need not be on every
@@ -234,6 +234,14 @@ class SQLiteStore:
     async def put_thread(self, key: str, ref: ThreadRef, ttl: float, now: float) -> None:
         await self._writer.run(partial(_put_thread, key, ref, now + ttl, now))
 
+    async def told_recipients(self, job_id: str) -> frozenset[str]:
+        sql = "SELECT recipient FROM told WHERE job_id = ?"
+        rows = await self._reader.run(partial(_fetch_all, sql, (job_id,)))
+        return frozenset(row[0] for row in rows)
+
+    async def add_told_recipient(self, job_id: str, recipient: str, ttl: float, now: float) -> None:
+        await self._writer.run(partial(_add_told, job_id, recipient, now + ttl, now))
+
 
 # The functions below run on the store's threads, inside its transactions.
 
@@ -289,7 +297,7 @@ def _claimable(skipping: int) -> str:
     """The claim query, leaving out the jobs of ``skipping`` channels (one ``?`` each).
 
     The channel is tested on the ``jobs_due`` index entries, oldest first: skipping a
-    backlog costs ~0.1 µs per skipped job, not a row read each.
+    backlog costs one index entry per skipped job, not a row read each.
     """
     skip = f" AND channel NOT IN ({', '.join('?' * skipping)})" if skipping else ""
     return f"""
@@ -402,4 +410,19 @@ def _put_thread(
         ON CONFLICT (key) DO UPDATE SET
             channel_id = excluded.channel_id, ts = excluded.ts, expires_at = excluded.expires_at""",
         (key, ref.channel_id, ref.ts, expires_at),
+    )
+
+
+def _add_told(
+    job_id: str, recipient: str, expires_at: float, now: float, conn: sqlite3.Connection
+) -> None:
+    conn.execute(
+        f"""DELETE FROM told WHERE (job_id, recipient) IN
+        (SELECT job_id, recipient FROM told WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})""",
+        (now,),
+    )
+    conn.execute(
+        """INSERT INTO told (job_id, recipient, expires_at) VALUES (?, ?, ?)
+        ON CONFLICT (job_id, recipient) DO UPDATE SET expires_at = excluded.expires_at""",
+        (job_id, recipient, expires_at),
     )

@@ -84,10 +84,6 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> None:
         if self._thread is None:
             # A daemon, so a process that exits without close() does not hang on it;
