@@ -33,9 +33,11 @@ def test_a_config_names_a_built_in_template_without_a_folder_holding_it(
     loaded = parse_config(config_text(empty, name), tmp_path / "notifier.yaml", {})
     context = template_context(notification(loaded, "console", make_payload()), "log")
 
-    rendered = Renderer(loaded.templates_dir).render_file(name, context, FALLBACK_TEXT)
+    fallbacks: list[str] = []
+    renderer = Renderer(loaded.templates_dir, on_fallback=lambda _ch, tpl: fallbacks.append(tpl))
+    rendered = renderer.render_file(name, context, FALLBACK_TEXT)
 
-    assert not rendered.fell_back
+    assert fallbacks == []
     assert "TestAlert" in rendered.text
 
 
