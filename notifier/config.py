@@ -91,6 +91,8 @@ class ServerConfig(Model):
     auth: AuthConfig | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     shutdown_grace: Duration = timedelta(seconds=10)
+    # The longest a request body may take to arrive, so a stalled sender cannot hold a request.
+    read_timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
 
     @field_validator("listen")
     @classmethod
