@@ -23,6 +23,8 @@ from notifier.server import create_app, install_reload_signal
 
 log = logging.getLogger(__name__)
 
+_KEEPALIVE_TIMEOUT = 75.0  # seconds
+
 
 def run_server(
     config_path: Path, env: Mapping[str, str], *, listen: str | None, log_level: str
@@ -71,7 +73,15 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> No
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=grace,
+        handle_signals=False,
+        # web.run_app's default: an idle connection, or one that never finishes its
+        # headers, is closed after this long (README "Limits").
+        keepalive_timeout=_KEEPALIVE_TIMEOUT,
+    )
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
