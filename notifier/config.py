@@ -212,6 +212,8 @@ class WebhookChannel(ChannelBase):
     method: Literal["POST", "PUT"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     hmac_secret: SecretStr | None = None
+    # Alertmanager's webhook_config.max_alerts: the rest are counted in truncatedAlerts.
+    max_alerts: int = Field(default=50, ge=1)
 
 
 class LogChannel(ChannelBase):
