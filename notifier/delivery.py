@@ -233,7 +233,7 @@ class Deliverer:
         lane.attempt_duration.observe(took)
         lane.delivered.inc()
         lane.latency.observe(record.at - record.received_at)
-        _log_attempt(logging.INFO, record, job.attempts + 1)
+        _log_attempt(logging.DEBUG, record, job.attempts + 1)
         await self._write(job.id, lambda: self._store.complete(record))
 
     async def _failed(self, job: ClaimedJob, lane: Lane, error: DeliveryError, took: float) -> None:

@@ -17,6 +17,8 @@ import sys
 import time
 from typing import Any
 
+SDK_LOGGERS = ("twilio", "slack_sdk")
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -64,3 +66,7 @@ def setup_logging(level: str = "info") -> None:
     logging.logMultiprocessing = False
     # aiohttp's own access log is replaced by our request log line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The SDKs log each request (URLs, headers, phone numbers) at info: debugging only.
+    sdk_level = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(sdk_level)

@@ -565,3 +565,22 @@ def test_channels_must_be_in_the_config() -> None:
     stray = RecordingChannel("stray")
     with pytest.raises(ValueError, match="stray"):
         Dispatcher(MemoryStore(), {"stray": stray}, config, Metrics())
+
+
+async def test_a_delivery_is_logged_at_debug_a_retry_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = RecordingChannel("hook", outcomes=[RetryableError(FailureReason.SERVER_ERROR, "502")])
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [flaky])
+    await h.post(make_payload())
+
+    with caplog.at_level(logging.DEBUG, logger="notifier.delivery"):
+        await h.dispatcher.drain()
+        h.clock.advance(60)
+        await h.dispatcher.drain()
+
+    attempts = [r for r in caplog.records if r.getMessage() == "delivery attempt"]
+    assert [(r.levelno, r.outcome) for r in attempts] == [  # type: ignore[attr-defined]
+        (logging.INFO, "retry"),
+        (logging.DEBUG, "delivered"),
+    ]
