@@ -215,9 +215,11 @@ class Runtime:
                 if self.dispatcher is not None:
                     # All or nothing: it raises before changing any lane.
                     self.dispatcher.replace_config(loaded, channels)
-            except ValueError as exc:
+            except Exception as exc:
                 await channels.aclose()
-                return self._reload_failed([str(exc)])
+                if isinstance(exc, ValueError):  # a setting that cannot be built
+                    return self._reload_failed([str(exc)])
+                raise
             old_channels, old_loaded = self.channels, self.loaded
             self.loaded, self.renderer, self.channels = loaded, renderer, channels
             self._declare(loaded)

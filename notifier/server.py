@@ -3,9 +3,13 @@
 The receiver's status codes are a protocol with Alertmanager, which retries only on
 5xx and network errors: 202 only after the jobs are durably stored, 503 when the store
 cannot take them, 400/413/415/422 for a payload that retrying will not fix, 401 for
-bad credentials. No request ever gets a traceback: errors are JSON ``{"error", "details"}``.
-This module never imports a channel or a store implementation; it talks to the
-``Runtime``.
+bad credentials, 408 for a body that does not arrive within ``server.read_timeout``.
+No request ever gets a traceback: errors are JSON ``{"error", "details"}``.
+
+What every route shares is done once, by middleware, outermost first: the receiver's
+request metric and log line, errors as JSON (``StoreUnavailable`` is a 503 there and
+nowhere else), and the credentials check (every path but ``OPEN_PATHS``). This module
+never imports a channel or a store implementation; it talks to the ``Runtime``.
 """
 
 from __future__ import annotations
