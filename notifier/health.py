@@ -35,6 +35,12 @@ class StoreCheck:
         self._checked_at: float | None = None
         self._problem: StoreUnavailable | None = None
 
+    def failed(self, problem: StoreUnavailable) -> None:
+        """The store failed a request just now: report that until the next check is due,
+        so readiness never says ready right after a 503."""
+        self._problem = problem
+        self._checked_at = self._clock()
+
     async def check(self) -> StoreUnavailable | None:
         async with self._lock:  # callers arriving during a check take its result
             now = self._clock()

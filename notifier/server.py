@@ -123,6 +123,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return json_error(exc.status, exc.reason)
     except StoreUnavailable as exc:
         log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        request.app[STORE_CHECK].failed(exc)
         return json_error(503, "store unavailable, retry later")
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})

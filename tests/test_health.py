@@ -50,3 +50,15 @@ async def test_a_failed_check_is_reported_until_a_later_one_passes() -> None:
     clock.advance(1.0)
     assert await check.check() is None
     assert store.pings == 2
+
+
+async def test_a_failure_seen_elsewhere_is_reported_at_once() -> None:
+    store, clock = _CountedPings(), ManualClock()
+    check = StoreCheck(store, ttl=1.0, clock=clock)
+    assert await check.check() is None
+    problem = StoreUnavailable("enqueue failed")
+    check.failed(problem)
+    assert await check.check() is problem
+    clock.advance(1.0)
+    assert await check.check() is None  # checked again: the store answers
+    assert store.pings == 2
