@@ -5,12 +5,16 @@ answered only for a request that will be read (DESIGN §2)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import FIXTURES, LOG_CONFIG, AppFactory
+from tests.processes import running_notifier, wait_until
+from tests.stand_ins import write_config
 
 FIRING = (FIXTURES / "firing_single.json").read_bytes()
 TOKEN = b"Bearer s3cret-token"
@@ -138,3 +142,34 @@ async def test_expect_100_continue_invites_an_acceptable_body(app_client: AppFac
         assert await connection.status_line() == b"HTTP/1.1 202 Accepted"
     finally:
         connection.close()
+
+
+async def test_unparseable_http_is_one_warning_line_quoting_nothing(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "notifier.yaml", {"console": {"type": "log"}})
+    async with running_notifier(config, tmp_path) as notifier:
+        reader, writer = await asyncio.open_connection("127.0.0.1", notifier.port)
+        try:
+            # aiohttp refuses the header line itself and quotes it in its error.
+            writer.write(request_head(2, b"Authorization: Bearer leaked-" + b"x" * 9000) + b"{}")
+            await writer.drain()
+            async with asyncio.timeout(10):
+                assert (await reader.readline()).startswith(b"HTTP/1.0 400")
+        finally:
+            writer.close()
+
+        def warned() -> list[dict[str, Any]]:
+            lines = [json.loads(x) for x in notifier.log().splitlines() if x.startswith("{")]
+            return [x for x in lines if x["msg"] == "malformed HTTP request"]
+
+        await wait_until(lambda: bool(warned()), "the warning line")
+        assert warned() == [
+            {
+                "ts": warned()[0]["ts"],
+                "level": "warning",
+                "logger": "aiohttp.server",
+                "msg": "malformed HTTP request",
+                "error": "LineTooLong",
+                "status": 400,
+            }
+        ]
+        assert "leaked" not in notifier.log() and "Traceback" not in notifier.log()
