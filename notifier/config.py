@@ -116,6 +116,8 @@ class ServerConfig(Model):
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # 0s is a valid choice: on SIGTERM, hand the sends under way back at once.
     shutdown_grace: NonNegativeDuration = timedelta(seconds=10)
+    # The longest a request body may take to arrive, so a stalled sender cannot hold a request.
+    read_timeout: PositiveDuration = timedelta(seconds=10)
 
     @field_validator("listen")
     @classmethod
@@ -235,6 +237,8 @@ class WebhookChannel(ChannelBase):
     method: Literal["POST", "PUT"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     hmac_secret: SecretStr | None = None
+    # Alertmanager's webhook_config.max_alerts: the rest are counted in truncatedAlerts.
+    max_alerts: int = Field(default=50, ge=1)
 
 
 class LogChannel(ChannelBase):

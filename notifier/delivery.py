@@ -78,7 +78,9 @@ class Lane:
 
     Built anew on every config load; the breaker and limiter of a channel whose
     protection settings did not change are carried over from ``previous``, and its sends
-    in flight always are (a send started before the reload still counts).
+    in flight always are (a send started before the reload still counts). Building one
+    changes nothing outside it (a bad setting raises ``ValueError``); ``export_gauges``
+    points the scrape-time gauges at it once the whole new set of lanes is built.
     """
 
     def __init__(
@@ -106,15 +108,8 @@ class Lane:
             self.breaker = CircuitBreaker(settings.failure_threshold, settings.reset_after)
             self.limiter = None if settings.rate_limit is None else RateLimiter(settings.rate_limit)
             self.last_reason = FailureReason.OTHER
+        self._clock = clock
         name, kind = channel.name, channel.type
-        breaker, limiter = self.breaker, self.limiter
-        # Read at scrape time, so the gauges are current without per-job work.
-
-        def utilisation() -> float:
-            return 0.0 if limiter is None else limiter.utilisation(clock())
-
-        metrics.circuit_state.labels(name, kind).set_function(lambda: CIRCUIT_STATES[breaker.state])
-        metrics.rate_limit_utilisation.labels(name, kind).set_function(utilisation)
         self.delivered = metrics.notifications.labels(name, kind)
         self.latency = metrics.notification_latency.labels(name, kind)
         self.attempt_duration = metrics.attempt_duration.labels(name, kind)
@@ -124,6 +119,18 @@ class Lane:
             r: metrics.notifications_failed.labels(name, kind, r.value) for r in FailureReason
         }
         self.dead = {r: metrics.dead_lettered.labels(name, kind, r.value) for r in FailureReason}
+
+    def export_gauges(self, metrics: Metrics) -> None:
+        """Have the circuit and rate-limit gauges read this lane's protection at scrape time,
+        so they are current without per-job work."""
+        name, kind, clock = self.channel.name, self.channel.type, self._clock
+        breaker, limiter = self.breaker, self.limiter
+
+        def utilisation() -> float:
+            return 0.0 if limiter is None else limiter.utilisation(clock())
+
+        metrics.circuit_state.labels(name, kind).set_function(lambda: CIRCUIT_STATES[breaker.state])
+        metrics.rate_limit_utilisation.labels(name, kind).set_function(utilisation)
 
 
 def _same_protection(a: LaneSettings, b: LaneSettings) -> bool:
@@ -226,7 +233,7 @@ class Deliverer:
         lane.attempt_duration.observe(took)
         lane.delivered.inc()
         lane.latency.observe(record.at - record.received_at)
-        _log_attempt(logging.INFO, record, job.attempts + 1)
+        _log_attempt(logging.DEBUG, record, job.attempts + 1)
         await self._write(job.id, lambda: self._store.complete(record))
 
     async def _failed(self, job: ClaimedJob, lane: Lane, error: DeliveryError, took: float) -> None:

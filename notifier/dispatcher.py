@@ -79,8 +79,10 @@ class Dispatcher:
     def replace_config(self, config: LoadedConfig, channels: Mapping[str, Channel]) -> None:
         """Adopt a reloaded config and its channels; a kept channel keeps its protection state.
 
-        Jobs already running finish with the channel object they started with; closing
-        replaced channel objects is the caller's business.
+        All or nothing: every lane is built before any is swapped in, so a setting that
+        cannot be built (``ValueError``) leaves the running lanes and their gauges as they
+        were. Jobs already running finish with the channel object they started with;
+        closing replaced channel objects is the caller's business.
         """
         unknown = sorted(set(channels) - set(config.config.channels))
         if unknown:
@@ -90,10 +92,15 @@ class Dispatcher:
             old = self._lanes.get(name)
             previous = old if old is not None and old.channel.type == channel.type else None
             settings = LaneSettings.from_config(config, name, self._workers)
-            lanes[name] = Lane(channel, settings, self._metrics, self._clock, previous)
+            try:
+                lanes[name] = Lane(channel, settings, self._metrics, self._clock, previous)
+            except ValueError as exc:
+                raise ValueError(f"channels.{name}: {exc}") from None
         for name, old in self._lanes.items():
             if name not in lanes or lanes[name].channel.type != old.channel.type:
                 self._drop_gauges(old)
+        for lane in lanes.values():
+            lane.export_gauges(self._metrics)
         self._lanes = lanes
 
     def circuit_states(self) -> dict[str, CircuitState]:

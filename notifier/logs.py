@@ -17,6 +17,10 @@ import sys
 import time
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
+SDK_LOGGERS = ("twilio", "slack_sdk")
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -52,6 +56,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class MalformedRequests(logging.Filter):
+    """For aiohttp's server logger: a request it cannot parse becomes one warning line.
+
+    aiohttp answers it 400 itself and logs it at error with a traceback whose message
+    quotes up to 100 bytes of the offending line, maybe a credential. The line left says
+    only what was wrong (the exception class) and the status; the request was the
+    client's fault, not ours.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed HTTP request", ()
+            record.__dict__.update(error=type(exc).__name__, status=exc.code)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(level: str = "info") -> None:
     """Send every log record to stderr as JSON lines at ``level``."""
     handler = logging.StreamHandler(sys.stderr)
@@ -64,3 +87,8 @@ def setup_logging(level: str = "info") -> None:
     logging.logMultiprocessing = False
     # aiohttp's own access log is replaced by our request log line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())
+    # The SDKs log each request (URLs, headers, phone numbers) at info: debugging only.
+    sdk_level = logging.DEBUG if level.lower() == "debug" else logging.WARNING
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(sdk_level)

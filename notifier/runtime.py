@@ -8,14 +8,16 @@ in once, as a mapping, by the CLI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from notifier.channels.registry import Channels, open_channels
+from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import ConfigError, LoadedConfig, load_config
 from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
@@ -87,7 +89,7 @@ class ReloadResult:
 
 
 class Runtime:
-    """One running notifier: ``start()`` once, ``ingest()`` per payload, ``stop()`` at the end."""
+    """One running notifier: ``ingest()`` per payload while its ``resources()`` are open."""
 
     def __init__(
         self,
@@ -120,13 +122,52 @@ class Runtime:
     def _declare(self, loaded: LoadedConfig) -> None:
         self.metrics.declare_channels((n, c.type) for n, c in loaded.config.channels.items())
 
-    async def start(self, *, dispatch: bool = True) -> None:
-        """Open the store and the channels; start the dispatcher unless ``dispatch`` is False."""
+    def resources(
+        self, *, dispatch: bool = True
+    ) -> list[Callable[[], contextlib.AbstractAsyncContextManager[None]]]:
+        """What a running notifier holds, in the order it opens: the store, the channels, the
+        dispatcher (started unless ``dispatch`` is False). Each is its own context, so a
+        failure opening one closes only those already open (the store when the channels fail).
+        """
+        return [self._store_open, self._channels_open, partial(self._dispatching, dispatch)]
+
+    @contextlib.asynccontextmanager
+    async def running(self, *, dispatch: bool = True) -> AsyncIterator[Runtime]:
+        """Every resource open for the block, closed in reverse order after it."""
+        async with contextlib.AsyncExitStack() as stack:
+            for resource in self.resources(dispatch=dispatch):
+                await stack.enter_async_context(resource())
+            yield self
+
+    @contextlib.asynccontextmanager
+    async def _store_open(self) -> AsyncIterator[None]:
         await self.store.open()
+        try:
+            yield
+        finally:
+            await self.store.close()
+
+    @contextlib.asynccontextmanager
+    async def _channels_open(self) -> AsyncIterator[None]:
         self._declare(self.loaded)
         self.channels = await open_channels(
             self.loaded, self.renderer, self.store, clock=self.clock
         )
+        try:
+            yield
+        finally:
+            # Sends are over: channels a reload replaced close now, not when their timer fires.
+            retired, self._retired = self._retired, []
+            for channels, timer in retired:
+                timer.cancel()
+                await channels.aclose()
+            if self._closing:
+                await asyncio.wait(set(self._closing))
+            await self.channels.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _dispatching(self, dispatch: bool) -> AsyncIterator[None]:
+        assert self.channels is not None  # opened by _channels_open
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.loaded, self.metrics, clock=self.clock
         )
@@ -134,22 +175,10 @@ class Runtime:
             await self.dispatcher.start()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_time.set(self.loaded_at)
-
-    async def stop(self, grace: float | None = None) -> None:
-        if grace is None:
-            grace = self.loaded.config.server.shutdown_grace.total_seconds()
-        if self.dispatcher is not None:
-            await self.dispatcher.stop(grace)
-        # Sends are over: channels a reload replaced close now, not when their timer fires.
-        retired, self._retired = self._retired, []
-        for channels, timer in retired:
-            timer.cancel()
-            await channels.aclose()
-        if self._closing:
-            await asyncio.wait(set(self._closing))
-        if self.channels is not None:
-            await self.channels.aclose()
-        await self.store.close()
+        try:
+            yield
+        finally:
+            await self.dispatcher.stop(self.loaded.config.server.shutdown_grace.total_seconds())
 
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
         """Route, dedup and durably enqueue one payload; raises ``StoreUnavailable``."""
@@ -161,7 +190,11 @@ class Runtime:
         return result
 
     async def reload(self) -> ReloadResult:
-        """Load the config file again; a bad one keeps the running config and says why."""
+        """Load the config file again and swap it in whole, or keep the running one and say why.
+
+        Everything the new config needs (channels, renderer, lanes and their protection) is
+        built before anything is swapped; a failure at any step closes what was built.
+        """
         async with self._reload_lock:
             try:
                 # Reading files and compiling templates must not stall the event loop.
@@ -171,25 +204,25 @@ class Runtime:
                         str(self.config_path), ["storage: changing the store needs a restart"]
                     )
             except ConfigError as exc:
-                self.metrics.config_reload_success.set(0)
-                log.warning(
-                    "config reload failed, keeping the running config",
-                    extra={"problems": exc.problems},
-                )
-                return ReloadResult(False, exc.problems, self.loaded.digest)
+                return self._reload_failed(exc.problems)
             renderer = self._renderer(loaded)
             try:
                 channels = await open_channels(loaded, renderer, self.store, clock=self.clock)
+            except ChannelOpenError as exc:
+                log.warning("config reload cannot open a channel", exc_info=exc.__cause__)
+                return self._reload_failed([str(exc)])
+            try:
+                if self.dispatcher is not None:
+                    # All or nothing: it raises before changing any lane.
+                    self.dispatcher.replace_config(loaded, channels)
             except Exception as exc:
-                self.metrics.config_reload_success.set(0)
-                log.exception("config reload failed opening its channels, keeping the running one")
-                problem = f"channels: cannot open them: {type(exc).__name__}"
-                return ReloadResult(False, [problem], self.loaded.digest)
+                await channels.aclose()
+                if isinstance(exc, ValueError):  # a setting that cannot be built
+                    return self._reload_failed([str(exc)])
+                raise
             old_channels, old_loaded = self.channels, self.loaded
             self.loaded, self.renderer, self.channels = loaded, renderer, channels
             self._declare(loaded)
-            if self.dispatcher is not None:
-                self.dispatcher.replace_config(loaded, channels)
             if old_channels is not None:
                 self._retire(old_channels, retire_after(old_loaded))
             self.loaded_at = self.clock()
@@ -197,6 +230,13 @@ class Runtime:
             self.metrics.config_reload_time.set(self.loaded_at)
             log.info("config reloaded", extra={"config_hash": loaded.digest})
             return ReloadResult(True, [], loaded.digest)
+
+    def _reload_failed(self, problems: list[str]) -> ReloadResult:
+        self.metrics.config_reload_success.set(0)
+        log.warning(
+            "config reload failed, keeping the running config", extra={"problems": problems}
+        )
+        return ReloadResult(False, problems, self.loaded.digest)
 
     def _retire(self, channels: Channels, after: float) -> None:
         """Close channels a reload replaced once the sends started with them are over."""

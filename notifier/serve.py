@@ -7,17 +7,23 @@ or waits), then the dispatcher finishes or releases in-flight jobs within
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
 
+from notifier.channels.registry import ChannelOpenError
+from notifier.config import ConfigError
 from notifier.logs import setup_logging
 from notifier.runtime import Runtime
 from notifier.server import create_app, install_reload_signal
 
 log = logging.getLogger(__name__)
+
+_KEEPALIVE_TIMEOUT = 75.0  # seconds
 
 
 def run_server(
@@ -50,12 +56,35 @@ def run_server(
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
-    web.run_app(
+    try:
+        asyncio.run(_serve(app, host, port, server.shutdown_grace.total_seconds()))
+    except ChannelOpenError as exc:
+        raise ConfigError(str(config_path), [str(exc)]) from exc
+
+
+async def _serve(app: web.Application, host: str, port: int, grace: float) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then close the listener, then the app.
+
+    Not ``web.run_app``: when a startup step fails it does not run the app's cleanup, so
+    resources opened before the failing one (the store, when a channel cannot open)
+    would never be closed. Here cleanup runs whatever happened.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
         app,
-        host=host,
-        port=port,
-        print=lambda line: None,
         access_log=None,
-        shutdown_timeout=server.shutdown_grace.total_seconds(),
-        handle_signals=True,
+        shutdown_timeout=grace,
+        handle_signals=False,
+        # web.run_app's default: an idle connection, or one that never finishes its
+        # headers, is closed after this long (README "Limits").
+        keepalive_timeout=_KEEPALIVE_TIMEOUT,
     )
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -3,9 +3,13 @@
 The receiver's status codes are a protocol with Alertmanager, which retries only on
 5xx and network errors: 202 only after the jobs are durably stored, 503 when the store
 cannot take them, 400/413/415/422 for a payload that retrying will not fix, 401 for
-bad credentials. No request ever gets a traceback: errors are JSON ``{"error", "details"}``.
-This module never imports a channel or a store implementation; it talks to the
-``Runtime``.
+bad credentials, 408 for a body that does not arrive within ``server.read_timeout``.
+No request ever gets a traceback: errors are JSON ``{"error", "details"}``.
+
+What every route shares is done once, by middleware, outermost first: the receiver's
+request metric and log line, errors as JSON (``StoreUnavailable`` is a 503 there and
+nowhere else), and the credentials check (every path but ``OPEN_PATHS``). This module
+never imports a channel or a store implementation; it talks to the ``Runtime``.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import ValidationError
 
 from notifier import __version__
 from notifier.config import AuthConfig
+from notifier.health import StoreCheck
 from notifier.payload import WebhookPayload
 from notifier.runtime import Runtime
 from notifier.store.base import DeadLetter, StoreUnavailable
@@ -34,7 +40,12 @@ from notifier.store.base import DeadLetter, StoreUnavailable
 log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
+STORE_CHECK = web.AppKey("store_check", StoreCheck)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ALERTS_PATH = "/api/v1/alerts"
+# Probes and scrapes need no credentials; every other route does.
+OPEN_PATHS = frozenset({"/-/healthy", "/-/ready", "/metrics"})
 
 
 def json_error(status: int, error: str, details: list[Any] | None = None) -> web.Response:
@@ -47,12 +58,13 @@ def _authorized(auth: AuthConfig | None, header: str | None) -> bool:
         return True
     if not header:
         return False
-    scheme, _, value = header.partition(" ")
+    # aiohttp keeps header bytes that are not UTF-8 as surrogates: compare the bytes sent.
+    scheme, _, value = header.encode("utf-8", "surrogateescape").partition(b" ")
     if auth.bearer_token is not None:
         expected = auth.bearer_token.get_secret_value().encode()
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected)
+        return scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), expected)
     assert auth.basic is not None
-    if scheme.lower() != "basic":
+    if scheme.lower() != b"basic":
         return False
     try:
         user, _, password = base64.b64decode(value.strip(), validate=True).partition(b":")
@@ -63,28 +75,82 @@ def _authorized(auth: AuthConfig | None, header: str | None) -> bool:
     return user_ok and password_ok
 
 
-def require_auth(handler: Handler) -> Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        runtime = request.app[RUNTIME]
-        if not _authorized(runtime.loaded.config.server.auth, request.headers.get("Authorization")):
-            return json_error(401, "missing or invalid credentials")
-        return await handler(request)
+def _needs_credentials(request: web.Request) -> bool:
+    # A path or method no route serves answers 404/405 whoever asks.
+    return request.match_info.http_exception is None and request.path not in OPEN_PATHS
 
-    return guarded
+
+def _credentials_ok(request: web.Request) -> bool:
+    auth = request.app[RUNTIME].loaded.config.server.auth
+    return not _needs_credentials(request) or _authorized(
+        auth, request.headers.get("Authorization")
+    )
+
+
+@web.middleware
+async def count_webhook_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One metric sample and one log line per receiver request, whatever answered it."""
+    if request.path != ALERTS_PATH:
+        return await handler(request)
+    metrics = request.app[RUNTIME].metrics
+    started = time.perf_counter()
+    response = await handler(request)
+    elapsed = time.perf_counter() - started
+    metrics.count_request(response.status, elapsed)
+    log.info(
+        "webhook request",
+        extra={
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "remote": request.remote,
+            "bytes": request.content_length,
+        },
+    )
+    if response.status in (400, 413, 415, 422):
+        metrics.alerts_invalid.inc()
+    return response
 
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as JSON; an unexpected one is logged here and never shown."""
+    """Every error leaves as JSON: a store that cannot answer is a 503 (retry later);
+    an unexpected error is logged here and never shown."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return json_error(exc.status, exc.reason)
+    except StoreUnavailable as exc:
+        log.error("store unavailable, answering 503", extra={"error": str(exc)})
+        request.app[STORE_CHECK].failed(exc)
+        return json_error(503, "store unavailable, retry later")
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal error")
+
+
+@web.middleware
+async def require_credentials(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _credentials_ok(request):
+        return json_error(401, "missing or invalid credentials")
+    return await handler(request)
+
+
+async def continue_if_acceptable(request: web.Request) -> None:
+    """Answer ``Expect: 100-continue`` only for a body we would read: with valid credentials
+    and a ``Content-Length`` within ``server.max_body_bytes``. Otherwise send nothing and
+    let the handler answer (401, 413) without the body being sent first."""
+    if request.version != HttpVersion11:
+        return
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return  # an expectation we cannot meet: the handler answers as if it was not there
+    limit = request.app[RUNTIME].loaded.config.server.max_body_bytes
+    if not _credentials_ok(request) or (request.content_length or 0) > limit:
+        return
+    # What aiohttp's default expect handler writes.
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -119,32 +185,20 @@ def _validation_details(exc: ValidationError) -> tuple[int, str, list[Any]]:
 
 async def receive_alerts(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    metrics = runtime.metrics
-    started = time.perf_counter()
-    response = await _receive(request, runtime)
-    elapsed = time.perf_counter() - started
-    metrics.count_request(response.status, elapsed)
-    log.info(
-        "webhook request",
-        extra={
-            "status": response.status,
-            "duration_ms": round(elapsed * 1000, 3),
-            "remote": request.remote,
-            "bytes": request.content_length,
-        },
-    )
-    if response.status in (400, 413, 415, 422):
-        metrics.alerts_invalid.inc()
-    return response
-
-
-async def _receive(request: web.Request, runtime: Runtime) -> web.Response:
     server = runtime.loaded.config.server
-    if not _authorized(server.auth, request.headers.get("Authorization")):
-        return json_error(401, "missing or invalid credentials")
     if request.content_type != "application/json":
         return json_error(415, "Content-Type must be application/json")
-    body = await _read_body(request, server.max_body_bytes)
+    read_timeout = server.read_timeout.total_seconds()
+    try:
+        async with asyncio.timeout(read_timeout):
+            body = await _read_body(request, server.max_body_bytes)
+    except TimeoutError:
+        # The rest of the body may still arrive: close the connection rather than read it.
+        response = json_error(
+            408, f"body not received within server.read_timeout ({read_timeout:g}s)"
+        )
+        response.force_close()
+        return response
     if body is None:
         return json_error(413, f"body larger than server.max_body_bytes ({server.max_body_bytes})")
     try:
@@ -154,14 +208,13 @@ async def _receive(request: web.Request, runtime: Runtime) -> web.Response:
         return json_error(status, error, details)
     try:
         result = await runtime.ingest(payload)
-    except StoreUnavailable as exc:
-        log.error("store unavailable, answering 503", extra={"error": str(exc)})
-        return json_error(503, "store unavailable, retry later")
-    except Exception:
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
         # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
         # but would say "our bug" to a client that can do nothing about it.
-        log.exception("could not enqueue the notifications, answering 503")
-        return json_error(503, "could not store the notifications, retry later")
+        log.exception("could not enqueue the notifications")
+        raise StoreUnavailable("could not store the notifications") from exc
     metrics = runtime.metrics
     metrics.count_alerts(
         (alert.status, metrics.severity_label(alert.labels.get("severity", "none")))
@@ -184,13 +237,10 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    try:
-        await runtime.store.ping()
-    except StoreUnavailable as exc:
-        runtime.metrics.store_up.set(0)
-        return json_error(503, "store unavailable", [str(exc)])
-    runtime.metrics.store_up.set(1)
+    problem = await request.app[STORE_CHECK].check()
+    request.app[RUNTIME].metrics.store_up.set(problem is None)
+    if problem is not None:
+        return json_error(503, "store unavailable", [str(problem)])
     return web.json_response({"status": "ready"})
 
 
@@ -272,16 +322,6 @@ async def purge_dead_letters(request: web.Request) -> web.Response:
     return web.json_response({"purged": await request.app[RUNTIME].store.purge_dead_letters()})
 
 
-def _store_errors_as_503(handler: Handler) -> Handler:
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except StoreUnavailable:
-            return json_error(503, "store unavailable, retry later")
-
-    return wrapped
-
-
 async def _refresh_gauges(runtime: Runtime) -> None:
     """Queue gauges come from the store; refresh them for scrapes."""
     stats = await runtime.store.stats(runtime.clock())
@@ -292,56 +332,57 @@ async def _refresh_gauges(runtime: Runtime) -> None:
     metrics.dead_letters.set(stats.dead_letters)
 
 
-def metrics_handler(runtime: Runtime) -> Handler:
+def metrics_handler(runtime: Runtime, store_check: StoreCheck) -> Handler:
     expose = make_aiohttp_handler(runtime.metrics.registry)
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        try:
-            # The same check as /-/ready (a write): a store that still reads but cannot
-            # write makes the receiver answer 503, so it is down.
-            await runtime.store.ping()
-            await _refresh_gauges(runtime)
-            runtime.metrics.store_up.set(1)
-        except StoreUnavailable:
-            runtime.metrics.store_up.set(0)
+        problem = await store_check.check()
+        if problem is None:
+            try:
+                await _refresh_gauges(runtime)
+            except StoreUnavailable as exc:
+                problem = exc
+        runtime.metrics.store_up.set(problem is None)
         return await expose(request)
 
     return handler
 
 
-def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
-    """The app; with ``manage_runtime`` it starts the runtime on startup and stops it on cleanup."""
-    app = web.Application(middlewares=[json_errors], client_max_size=2**31)
-    app[RUNTIME] = runtime
-
-    if manage_runtime:
-
-        async def runtime_ctx(app: web.Application) -> AsyncIterator[None]:
-            await runtime.start()
+def _cleanup_ctx(
+    resource: Callable[[], AbstractAsyncContextManager[None]],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with resource():
             yield
-            await runtime.stop()
 
-        app.cleanup_ctx.append(runtime_ctx)
+    return ctx
 
-    guarded = [
-        web.post("/-/reload", require_auth(reload_config)),
-        web.get("/api/v1/status", require_auth(status)),
-        web.get("/api/v1/deliveries", require_auth(_store_errors_as_503(deliveries))),
-        web.get("/api/v1/dead-letters", require_auth(_store_errors_as_503(dead_letters))),
-        web.delete("/api/v1/dead-letters", require_auth(_store_errors_as_503(purge_dead_letters))),
-        web.post(
-            "/api/v1/dead-letters/{id}/replay",
-            require_auth(_store_errors_as_503(replay_dead_letter)),
-        ),
+
+def create_app(runtime: Runtime) -> web.Application:
+    """The app; it opens the runtime's resources on startup and closes them on cleanup."""
+    app = web.Application(
+        middlewares=[count_webhook_requests, json_errors, require_credentials],
+        client_max_size=2**31,
+    )
+    app[RUNTIME] = runtime
+    store_check = app[STORE_CHECK] = StoreCheck(runtime.store)
+    # One cleanup context per resource: one that fails to open closes those before it.
+    app.cleanup_ctx.extend(_cleanup_ctx(resource) for resource in runtime.resources())
+    routes = [
+        (web.post, ALERTS_PATH, receive_alerts),
+        (web.get, "/-/healthy", healthy),
+        (web.get, "/-/ready", ready),
+        (web.get, "/metrics", metrics_handler(runtime, store_check)),
+        (web.post, "/-/reload", reload_config),
+        (web.get, "/api/v1/status", status),
+        (web.get, "/api/v1/deliveries", deliveries),
+        (web.get, "/api/v1/dead-letters", dead_letters),
+        (web.delete, "/api/v1/dead-letters", purge_dead_letters),
+        (web.post, "/api/v1/dead-letters/{id}/replay", replay_dead_letter),
     ]
     app.add_routes(
-        [
-            web.post("/api/v1/alerts", receive_alerts),
-            web.get("/-/healthy", healthy),
-            web.get("/-/ready", ready),
-            web.get("/metrics", metrics_handler(runtime)),
-            *guarded,
-        ]
+        route(path, handler, expect_handler=continue_if_acceptable)
+        for route, path, handler in routes
     )
     return app
 

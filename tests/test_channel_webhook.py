@@ -20,6 +20,7 @@ from notifier import __version__
 from notifier.channels.base import FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import Channels, open_channels
 from notifier.config import LoadedConfig
+from notifier.payload import WebhookPayload
 from notifier.store.memory import MemoryStore
 from notifier.templates import Renderer
 from tests.channel_support import (
@@ -123,6 +124,37 @@ async def test_unsigned_put_and_a_retry_sends_the_same_key(
     assert "X-Notifier-Signature" not in fake.requests[0][1]
     assert fake.requests[0][1]["Idempotency-Key"] == fake.requests[1][1]["Idempotency-Key"]
     assert fake.requests[0][2] == fake.requests[1][2]
+
+
+async def test_at_most_max_alerts_are_sent_and_the_rest_counted(
+    tmp_path: Path, opened: list[Channels], receiver: tuple[Receiver, TestServer]
+) -> None:
+    fake, server = receiver
+    loaded, channels = await open_hook(tmp_path, opened, str(server.make_url("/x")), max_alerts=3)
+    # Bare alerts, as a script might post them: each grows by the fields Alertmanager's
+    # shape fills in (endsAt, generatorURL, fingerprint, annotations).
+    bare = [
+        {
+            "status": "firing",
+            "labels": {"alertname": "Bare", "i": str(i)},
+            "startsAt": "2026-01-01T00:00:00Z",
+        }
+        for i in range(8)
+    ]
+    wire = {**fixture("firing_single").to_alertmanager_json(), "alerts": bare, "truncatedAlerts": 2}
+    source = WebhookPayload.model_validate(wire)
+    note = notification(loaded, "hook", source)
+
+    await channels["hook"].send(note)
+
+    data = json.loads(fake.requests[0][2])
+    assert [a["labels"]["i"] for a in data["alerts"]] == ["0", "1", "2"]
+    assert data["truncatedAlerts"] == 2 + 5  # left out upstream, and here
+
+
+def test_webhook_max_alerts_defaults_to_fifty(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"hook": {"type": "webhook", "url": "http://127.0.0.1:9/x"}})
+    assert loaded.config.channels["hook"].max_alerts == 50  # type: ignore[union-attr]
 
 
 HTTP_DATE = formatdate(NOW + 30, usegmt=True)

@@ -470,6 +470,28 @@ async def test_job_for_a_channel_removed_by_reload_is_dead_lettered() -> None:
     assert h.dispatcher.circuit_states() == {"kept": "open"}
 
 
+async def test_a_reload_that_cannot_build_a_lane_changes_no_lane() -> None:
+    kept = RecordingChannel("kept", outcomes=[RetryableError(FailureReason.SERVER_ERROR, "502")])
+    other = RecordingChannel("other")
+    routes = everything_to("kept", "other")
+    settings: dict[str, Any] = {"kept": {"circuit_breaker_failures": 1}, "other": {}}
+    h = Harness(config_for_tests(settings, routes), [kept, other])
+    await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert h.dispatcher.circuit_states() == {"kept": "open", "other": "closed"}
+
+    # "kept" gets a new breaker (its settings changed) before "other" fails to build.
+    broken = {"kept": {"circuit_breaker_failures": 3}, "other": {"rate_limit": math.inf}}
+    with pytest.raises(ValueError, match=r"channels\.other: rate_per_second"):
+        h.dispatcher.replace_config(
+            config_for_tests(broken, routes), {"kept": kept, "other": other}
+        )
+
+    assert h.dispatcher.circuit_states() == {"kept": "open", "other": "closed"}
+    # The scrape-time gauge still reads the running breaker (open is 2).
+    assert h.metric("notifier_circuit_breaker_state", channel="kept", type="webhook") == 2
+
+
 async def test_a_bug_in_a_channel_is_retried_and_logged_without_its_message(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -574,3 +596,22 @@ def test_channels_must_be_in_the_config() -> None:
     stray = RecordingChannel("stray")
     with pytest.raises(ValueError, match="stray"):
         Dispatcher(MemoryStore(), {"stray": stray}, config, Metrics())
+
+
+async def test_a_delivery_is_logged_at_debug_a_retry_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = RecordingChannel("hook", outcomes=[RetryableError(FailureReason.SERVER_ERROR, "502")])
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [flaky])
+    await h.post(make_payload())
+
+    with caplog.at_level(logging.DEBUG, logger="notifier.delivery"):
+        await h.dispatcher.drain()
+        h.clock.advance(60)
+        await h.dispatcher.drain()
+
+    attempts = [r for r in caplog.records if r.getMessage() == "delivery attempt"]
+    assert [(r.levelno, r.outcome) for r in attempts] == [  # type: ignore[attr-defined]
+        (logging.INFO, "retry"),
+        (logging.DEBUG, "delivered"),
+    ]

@@ -14,7 +14,17 @@ import time
 from pathlib import Path
 
 from notifier.store.sqlite import SQLiteStore
-from tests.processes import WebhookSink, running_notifier, serve_app, wait_until, webhook_payload
+from tests.channel_support import free_port
+from tests.processes import (
+    Process,
+    WebhookSink,
+    child_env,
+    notifier_argv,
+    running_notifier,
+    serve_app,
+    wait_until,
+    webhook_payload,
+)
 from tests.stand_ins import write_config
 
 WORKERS = 2
@@ -109,3 +119,25 @@ async def test_sigterm_hands_back_sends_that_outlast_the_grace(tmp_path: Path) -
     # The held sends were cut off, so each was sent again once: at-least-once.
     assert sink.duplicates() == WORKERS
     assert len(set(sink.keys())) == len(names)
+
+
+async def test_a_channel_that_cannot_open_at_start_still_closes_the_store(tmp_path: Path) -> None:
+    # Passes config load; building the webhook channel fails (its URL's port is out of range).
+    config = write_config(
+        tmp_path / "notifier.yaml",
+        {"bad": {"type": "webhook", "url": "http://127.0.0.1:99999/hook"}},
+        default_channels=["bad"],
+    )
+    argv = notifier_argv("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}")
+    serve = Process("notifier", argv, tmp_path / "serve.log", child_env())
+    try:
+        assert await serve.wait_exit(20) == 1
+    finally:
+        serve.kill()
+        serve.dump_log()
+    assert "channels.bad: cannot open it: ValueError: Port out of range" in serve.log()
+    assert "Traceback" not in serve.log()
+    # The store was opened, then closed: SQLite removes its write-ahead log on a clean close.
+    database = tmp_path / "data/notifier.db"
+    assert database.exists()
+    assert not database.with_name("notifier.db-wal").exists()

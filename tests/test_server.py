@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from notifier.channels.registry import Channels, open_channels
 from notifier.config import parse_config
 from notifier.runtime import Runtime, retire_after
 from tests.conftest import FIXTURES, LOG_CONFIG, ROOT, AppFactory
+from tests.processes import WebhookSink, serve_app, wait_until
 
 AUTH = {"Authorization": "Bearer s3cret-token"}
 JSON = {"Content-Type": "application/json", **AUTH}
@@ -199,23 +200,62 @@ WEBHOOK_CONFIG = LOG_CONFIG.replace(
 )
 
 
-async def test_reload_that_cannot_open_its_channels_keeps_the_old_config(
-    app_client: AppFactory, write_config: Any, monkeypatch: pytest.MonkeyPatch
+def _sink_config(sink_url: str, extra_channels: str = "") -> str:
+    return LOG_CONFIG.replace(
+        "  console: {type: log}\n",
+        f'  console: {{type: log}}\n  hook: {{type: webhook, url: "{sink_url}/hook"}}\n'
+        + extra_channels,
+    ).replace("channels: [console-sms, console]", "channels: [hook]")
+
+
+# Configs that pass ``load_checked`` but cannot be built: (extra channels, the reason given).
+UNBUILDABLE = {
+    "a lane's protection": (
+        "  limited: {type: log, rate_limit: .inf}\n",
+        "channels.limited: rate_per_second must be a positive number, got inf",
+    ),
+    "a channel": (
+        '  bad: {type: webhook, url: "http://127.0.0.1:99999/hook"}\n',
+        "channels.bad: cannot open it: ValueError: Port out of range 0-65535",
+    ),
+}
+
+
+@pytest.mark.parametrize(("extra", "reason"), UNBUILDABLE.values(), ids=list(UNBUILDABLE))
+async def test_reload_that_cannot_be_built_keeps_the_old_config_whole(
+    app_client: AppFactory,
+    write_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: str,
+    reason: str,
 ) -> None:
-    client = await app_client()
+    sink = WebhookSink()
+    async with serve_app(sink.app()) as sink_url:
+        client = await app_client(_sink_config(sink_url))
+        before = await (await client.get("/api/v1/status", headers=AUTH)).json()
+        # Watch (not replace) channel opening, to see what the failed reload opened.
+        opened: list[Channels] = []
 
-    async def cannot_open(*args: Any, **kwargs: Any) -> Any:
-        raise ssl.SSLError("no start line: cadata does not contain a certificate")
+        async def watched_open(*args: Any, **kwargs: Any) -> Channels:
+            opened.append(await open_channels(*args, **kwargs))
+            return opened[-1]
 
-    monkeypatch.setattr("notifier.runtime.open_channels", cannot_open)
-    write_config(LOG_CONFIG.replace("max_body_bytes: 65536", "max_body_bytes: 65537"))
-    response = await client.post("/-/reload", headers=AUTH)
-    assert response.status == 400
-    assert (await response.json())["details"] == ["channels: cannot open them: SSLError"]
-    assert (
-        "notifier_config_last_reload_successful 0.0" in await (await client.get("/metrics")).text()
-    )
-    assert (await client.post("/api/v1/alerts", data=FIRING, headers=JSON)).status == 202
+        monkeypatch.setattr("notifier.runtime.open_channels", watched_open)
+        write_config(_sink_config(sink_url, extra))
+        response = await client.post("/-/reload", headers=AUTH)
+
+        assert response.status == 400
+        assert (await response.json())["details"] == [reason]
+        after = await (await client.get("/api/v1/status", headers=AUTH)).json()
+        assert after["config_hash"] == before["config_hash"]
+        metrics = await (await client.get("/metrics")).text()
+        assert "notifier_config_last_reload_successful 0.0" in metrics
+        assert 'channel="limited"' not in metrics and 'channel="bad"' not in metrics
+        for channels in opened:  # opened for the new config, closed once it failed
+            assert channels["hook"]._session.closed  # type: ignore[attr-defined]
+        # The old channels still deliver.
+        assert (await client.post("/api/v1/alerts", data=FIRING, headers=JSON)).status == 202
+        await wait_until(lambda: len(sink.requests) == 1, "the old channel's delivery")
 
 
 def test_channels_a_reload_replaced_outlive_their_longest_send() -> None:
@@ -226,12 +266,11 @@ def test_channels_a_reload_replaced_outlive_their_longest_send() -> None:
 
 async def test_stop_closes_the_channels_a_reload_replaced(write_config: Any) -> None:
     runtime = Runtime(write_config(WEBHOOK_CONFIG), {})
-    await runtime.start(dispatch=False)
-    assert runtime.channels is not None
-    session = runtime.channels["hook"]._session  # type: ignore[attr-defined]
-    assert (await runtime.reload()).ok
-    assert not session.closed  # sends started before the reload may still use it
-    await runtime.stop()
+    async with runtime.running(dispatch=False):
+        assert runtime.channels is not None
+        session = runtime.channels["hook"]._session  # type: ignore[attr-defined]
+        assert (await runtime.reload()).ok
+        assert not session.closed  # sends started before the reload may still use it
     assert session.closed
 
 

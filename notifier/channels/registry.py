@@ -9,6 +9,7 @@ and Slack (Web API and incoming webhooks) share. Nothing here sends or renders.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -112,6 +113,22 @@ BUILDERS: dict[str, Callable[[str, Any, _BuildContext], Channel]] = {
 }
 
 
+class ChannelOpenError(Exception):
+    """A configured channel could not be built; ``channel`` names it, ``__cause__`` says why.
+
+    ``str()`` holds the channel name and the cause's class, plus the cause's message when
+    it is a ``ValueError`` or ``ssl.SSLError`` (the standard library describing a
+    malformed setting, such as a URL's port); other messages may quote a secret.
+    """
+
+    def __init__(self, channel: str, cause: Exception) -> None:
+        why = type(cause).__name__
+        if isinstance(cause, ValueError | ssl.SSLError):
+            why += f": {cause}"
+        super().__init__(f"channels.{channel}: cannot open it: {why}")
+        self.channel = channel
+
+
 class Channels(Mapping[str, Channel]):
     """The open channels by name, and the clients to close with them."""
 
@@ -147,14 +164,21 @@ async def open_channels(
     *,
     clock: Callable[[], float] = time.time,
 ) -> Channels:
-    """Open one channel per ``config.channels`` entry (a running event loop is required)."""
+    """Open one channel per ``config.channels`` entry (a running event loop is required).
+
+    All or nothing: when one cannot be built, those already built are closed and
+    ``ChannelOpenError`` names it.
+    """
     build = _BuildContext(config, renderer, state, clock)
     channels: dict[str, Channel] = {}
+    name = ""
     try:
         for name, channel_config in config.config.channels.items():
             channels[name] = BUILDERS[channel_config.type](name, channel_config, build)
-    except BaseException:
+    except BaseException as exc:
         await Channels(channels, _closers(channels, build)).aclose()
+        if isinstance(exc, Exception):
+            raise ChannelOpenError(name, exc) from exc
         raise
     return Channels(channels, _closers(channels, build))
 

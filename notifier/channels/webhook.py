@@ -1,7 +1,10 @@
 """The generic webhook channel: one JSON POST (or PUT) per notification (DESIGN §3, §4).
 
-The body keeps Alertmanager's payload shape (only the alerts routed here) plus
-``"notifier": {"channel", "route", "job_id"}``; it is serialised once, and the optional
+The body keeps Alertmanager's payload shape (only the alerts routed here, at most
+``max_alerts`` of them, the rest counted in ``truncatedAlerts`` as Alertmanager does)
+plus ``"notifier": {"channel", "route", "job_id"}``. That shape fills in every alert's
+optional fields, so a payload of many bare alerts grows about twofold; ``max_alerts``
+keeps the body within what a receiver takes. It is serialised once, and the optional
 ``X-Notifier-Signature: sha256=<hex>`` is an HMAC-SHA256 of those exact bytes. Every
 request carries ``Idempotency-Key: <job_id>`` (stable across retries) so the receiver can
 drop a repeat of an at-least-once delivery. Redirects are not followed: they would carry
@@ -87,6 +90,7 @@ class WebhookChannel:
         self.name = name
         self._url = config.url
         self._method = config.method
+        self._max_alerts = config.max_alerts
         self._session = session
         self._timeout = timeout
         self._clock = clock
@@ -104,17 +108,18 @@ class WebhookChannel:
     def body(self, notification: Notification) -> bytes:
         """The exact bytes sent (and signed): compact UTF-8 JSON, Alertmanager's zero ``endsAt``."""
         n = notification
+        alerts = n.alerts[: self._max_alerts]
         body: _Body = {
             "version": "4",
             "receiver": n.receiver,
             "status": n.status,
-            "alerts": n.alerts,
+            "alerts": alerts,
             "groupLabels": n.group_labels,
             "commonLabels": n.common_labels,
             "commonAnnotations": n.common_annotations,
             "externalURL": n.external_url,
             "groupKey": n.group_key,
-            "truncatedAlerts": n.truncated_alerts,
+            "truncatedAlerts": n.truncated_alerts + len(n.alerts) - len(alerts),
             "notifier": {"channel": n.channel, "route": n.route, "job_id": n.job_id},
         }
         return _BODY.dump_json(body, by_alias=True, context=ALERTMANAGER_WIRE)
