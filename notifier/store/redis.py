@@ -16,8 +16,9 @@ Lease times come from the callers' clocks, so replicas need synchronised clocks 
 Notification log entries (one key per channel and group, named by a digest of both)
 hold their expiry time and are compared with the caller's ``now`` (as the other stores
 do); their Redis TTL only collects them. The enqueue script decides in Lua, by the same
-rule as ``notifier.dedup.needs_update``. Slack thread refs rely on the
-Redis TTL alone, since ``get_thread`` has no clock.
+rule as ``notifier.dedup.needs_update``. Slack thread refs rely on the Redis TTL alone,
+since ``get_thread`` has no clock. Dedup marks of older versions (``dedup:*``) are no
+longer read and expire by their TTL.
 
 ``wait_for_work`` listens on a pub/sub channel the enqueue and replay scripts publish
 to, so another replica's enqueue wakes this replica's dispatcher at once.
