@@ -102,8 +102,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX jobs_due ON jobs (state, coalesce(lease_until, not_before), seq, channel)",
     ),
     # The notification log replaces the dedup marks, which hashed the whole routed set
-    # and cannot be turned into entries: they are dropped, so each group a mark still
-    # covered may be notified once more.
+    # and cannot be turned into entries: they are dropped (MIGRATION_NOTES says what
+    # that costs).
     (
         "DROP TABLE dedup",
         """
@@ -123,8 +123,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 # What an operator should hear when a file reaches a version, by that version.
 MIGRATION_NOTES = {
-    3: "the old dedup marks were replaced by the notification log: "
-    "each group they covered may be notified once more",
+    3: "the old dedup marks were replaced by the notification log: a group notified "
+    "before the upgrade may be notified once more, and if all of it resolves before "
+    "that, its resolution is not sent",
 }
 
 
