@@ -5,7 +5,7 @@ Two kinds:
 - ``ten_alert_template()``: the fixture ``synthetic_10_alerts.json`` with a placeholder
   (``TAG``) in every alert's ``run`` label and ``fingerprint`` and in the ``groupKey``.
   Replacing the placeholder with a unique tag (``tagged_body``, or the wrk Lua script)
-  gives a payload that no dedup key has seen.
+  gives a group the notification log has never seen.
 - ``SingleAlert``: one firing alert whose label ``bench_id`` identifies it and whose
   annotation ``sent_at_ns`` carries the wall-clock send time (``time.time_ns()``), so the
   sink can compute the latency of each alert.

@@ -63,8 +63,12 @@ def planned_jobs(count: int, now: float) -> list[PlannedJob]:
                 external_url=payload.external_url,
                 alerts=tuple(payload.alerts),
             ),
-            dedup_key=f"{run}-key-{i}",
-            dedup_ttl=3600.0,
+            channel="ops-slack",
+            group=f"{run}-group-{i}",
+            firing=frozenset(a.fingerprint for a in payload.alerts if a.status == "firing"),
+            resolved=frozenset(a.fingerprint for a in payload.alerts if a.status == "resolved"),
+            send_resolved=True,
+            repeat_interval=3600.0,
         )
         for i in range(count)
     ]

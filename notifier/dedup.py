@@ -1,33 +1,142 @@
-"""From one validated payload to the notifications it asks for, with their dedup keys (DESIGN §4).
+"""From one validated payload to its notifications, and the notification-log rule (DESIGN §4).
 
-Pure: the clock and the id source are passed in, nothing is stored here. The store sets
-each key insert-if-absent with a time to live of the route's ``repeat_interval`` when it
-enqueues the job, and drops the job when the key is already present. So:
+Pure: the clock and the id source are passed in, nothing is stored here.
+
+For each (channel, group) the store keeps one ``LogEntry``: the fingerprints that were
+firing and those resolved when the channel was last notified, and when. Planning gives
+each channel a ``PlannedJob`` holding the fingerprints routed to it now; the store, in
+the same transaction (or Lua script) as the enqueue, reads the channel's entry, asks
+``needs_update``, and either writes the new entry together with the job or drops the
+job as deduplicated. ``needs_update`` follows Alertmanager's ``DedupStage.needsUpdate``
+rule by rule, so:
 
 - an HA pair posting the same group yields one notification per channel;
-- a changed group (an alert more, one resolved) has a new key and is notified at once;
-- an unchanged group is notified again only after ``repeat_interval``.
+- a new firing alert is notified at once, with the whole routed group;
+- a group that shrinks (one alert resolves or leaves, the others still fire) does not
+  re-page the others; where ``send_resolved`` holds, the resolution itself is notified;
+- an unchanged group is notified again only once ``repeat_interval`` has passed.
+
+The Redis store runs the same rule in Lua (``redis_scripts.ENQUEUE``); the two are kept
+alike by one table of cases run against both (``tests/dedup_rules.py``).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Set
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 from notifier.config import LoadedConfig
 from notifier.notification import Notification
 from notifier.payload import Alert, WebhookPayload
 from notifier.routing import route_labels
 
+# Alertmanager keeps an entry for 2 × repeat_interval after each notification, which is
+# enough there because it re-evaluates each group itself. We only hear what Alertmanager
+# posts, which for an unchanged group may be less often than our repeat_interval: an
+# entry that still lists firing alerts is therefore kept at least this long (Alertmanager's
+# own default ``--data.retention``), so the group's resolution still finds it.
+FIRING_ENTRY_RETENTION = 5 * 24 * 3600.0
+
+
+class Reason(StrEnum):
+    """Why a channel is notified, or that it is not (Alertmanager's ``NotifyReason``)."""
+
+    FIRST_NOTIFICATION = "first_notification"
+    NEW_ALERTS_IN_GROUP = "new_alerts_in_group"
+    ALL_ALERTS_RESOLVED = "all_alerts_resolved"
+    NEW_RESOLVED_ALERTS = "new_resolved_alerts"
+    REPEAT_INTERVAL_ELAPSED = "repeat_interval_elapsed"
+    DO_NOT_NOTIFY = "do_not_notify"
+
+    @property
+    def notify(self) -> bool:
+        return self is not Reason.DO_NOT_NOTIFY
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """What a channel was last told about a group: fingerprints firing and resolved, and when."""
+
+    firing: frozenset[str]
+    resolved: frozenset[str]
+    at: float
+
+
+def needs_update(
+    entry: LogEntry | None,
+    firing: Set[str],
+    resolved: Set[str],
+    *,
+    send_resolved: bool,
+    repeat_interval: float,
+    now: float,
+) -> Reason:
+    """Whether the channel must hear about the group now; Alertmanager's rules, in its order.
+
+    A reason that notifies also means "replace the entry", even where nothing is sent:
+    when nothing fires and ``send_resolved`` is off, the entry is updated so that an
+    alert firing again later counts as new.
+    """
+    if entry is None:
+        return Reason.FIRST_NOTIFICATION if firing else Reason.DO_NOT_NOTIFY
+    if not firing <= entry.firing:
+        # After a notification that nothing fired, this starts the group anew.
+        return Reason.NEW_ALERTS_IN_GROUP if entry.firing else Reason.FIRST_NOTIFICATION
+    if not firing:
+        # Whatever send_resolved says, so that the entry stops listing them as firing;
+        # with nothing listed, the channel never heard of what fired and resolved since.
+        return Reason.ALL_ALERTS_RESOLVED if entry.firing else Reason.DO_NOT_NOTIFY
+    if send_resolved and not resolved <= entry.resolved:
+        return Reason.NEW_RESOLVED_ALERTS
+    if entry.at < now - repeat_interval:
+        return Reason.REPEAT_INTERVAL_ELAPSED
+    return Reason.DO_NOT_NOTIFY
+
+
+def entry_ttl(firing: Set[str], repeat_interval: float) -> float:
+    """How long a new entry is kept: 2 × ``repeat_interval``, longer while something fires."""
+    if firing:
+        return max(2 * repeat_interval, FIRING_ENTRY_RETENTION)
+    return 2 * repeat_interval
+
 
 @dataclass(frozen=True, slots=True)
 class PlannedJob:
-    """A notification to enqueue unless ``dedup_key`` is already marked."""
+    """One channel's share of a payload: what to send, and what its log entry would become.
 
-    notification: Notification
-    dedup_key: str
-    dedup_ttl: float  # seconds
+    ``firing`` and ``resolved`` hold the fingerprints of every alert of the payload
+    routed to the channel; ``notification`` holds the alerts the channel is told about
+    (resolved ones only where ``send_resolved`` holds), or is None when that leaves
+    nothing to send (the store may still update the entry).
+    """
+
+    notification: Notification | None
+    channel: str
+    group: str  # group_identity() of the payload
+    firing: frozenset[str]
+    resolved: frozenset[str]
+    send_resolved: bool
+    repeat_interval: float  # seconds
+
+    def needs_update(self, entry: LogEntry | None, now: float) -> Reason:
+        """``needs_update`` for this job against the channel's current entry."""
+        return needs_update(
+            entry,
+            self.firing,
+            self.resolved,
+            send_resolved=self.send_resolved,
+            repeat_interval=self.repeat_interval,
+            now=now,
+        )
+
+    def entry(self, now: float) -> LogEntry:
+        """The entry that replaces the channel's when this job notifies at ``now``."""
+        return LogEntry(self.firing, self.resolved, now)
+
+    @property
+    def entry_ttl(self) -> float:
+        return entry_ttl(self.firing, self.repeat_interval)
 
 
 def group_identity(payload: WebhookPayload) -> str:
@@ -38,27 +147,14 @@ def group_identity(payload: WebhookPayload) -> str:
     return f"{payload.receiver}\x00{{{labels}}}"
 
 
-def dedup_entry(alert: Alert) -> bytes:
-    """What one alert contributes to a dedup key: ``fingerprint|status|startsAt``."""
-    return f"{alert.fingerprint}|{alert.status}|{alert.starts_at.isoformat()}".encode()
+@dataclass(slots=True)
+class _Share:
+    """What one channel gets of a payload, gathered alert by alert."""
 
-
-def dedup_key(channel: str, group: str, alerts: tuple[Alert, ...]) -> str:
-    """The channel, the group, and the set of ``(fingerprint, status, startsAt)`` routed to it."""
-    return _dedup_key(channel, group, [dedup_entry(a) for a in alerts])
-
-
-def _dedup_key(channel: str, group: str, entries: list[bytes]) -> str:
-    # Sorting the UTF-8 bytes orders the entries as sorting their text would (UTF-8
-    # preserves code point order), so keys stay what they were.
-    digest = hashlib.sha256()
-    digest.update(channel.encode())
-    digest.update(b"\x00")
-    digest.update(group.encode())
-    for entry in sorted(entries):
-        digest.update(b"\x00")
-        digest.update(entry)
-    return digest.hexdigest()
+    route: str  # the first alert's: its repeat_interval and send_resolved hold for the job
+    alerts: list[Alert] = field(default_factory=list)
+    firing: set[str] = field(default_factory=set)
+    resolved: set[str] = field(default_factory=set)
 
 
 def plan_notifications(
@@ -69,33 +165,47 @@ def plan_notifications(
 ) -> list[PlannedJob]:
     """One job per channel the payload's alerts route to, holding the alerts routed there.
 
-    Resolved alerts are left out where ``send_resolved`` does not hold; a channel left
-    with no alert gets no job.
+    Resolved alerts are left out of the notification where ``send_resolved`` does not
+    hold for their route; they still count in the job's ``resolved`` fingerprints.
     """
-    routed: dict[str, tuple[str, list[Alert], list[bytes]]] = {}
+    shares: dict[str, _Share] = {}
     for alert in payload.alerts:
         decision = route_labels(alert.labels, config.routes, config.config.default_channels)
-        entry = None
         for channel, route in decision.channels:
-            if alert.status == "resolved" and not config.send_resolved(channel, route):
-                continue
-            entry = entry or dedup_entry(alert)  # once per alert, whatever its channels
-            _, members, entries = routed.setdefault(channel, (route, [], []))
-            members.append(alert)
-            entries.append(entry)
+            share = shares.get(channel)
+            if share is None:
+                share = shares[channel] = _Share(route)
+            if alert.status == "firing":
+                share.firing.add(alert.fingerprint)
+                share.alerts.append(alert)
+            else:
+                share.resolved.add(alert.fingerprint)
+                if config.send_resolved(channel, route):
+                    share.alerts.append(alert)
 
     group = group_identity(payload)
     jobs = []
-    for channel, (route, alert_list, entries) in routed.items():
-        notification = Notification.for_channel(
-            payload,
-            tuple(alert_list),
-            job_id=new_id(),
-            channel=channel,
-            route=route,
-            received_at=now,
-            group_key=payload.group_key or group,
+    for channel, share in shares.items():
+        notification = None
+        if share.alerts:
+            notification = Notification.for_channel(
+                payload,
+                tuple(share.alerts),
+                job_id=new_id(),
+                channel=channel,
+                route=share.route,
+                received_at=now,
+                group_key=payload.group_key or group,
+            )
+        jobs.append(
+            PlannedJob(
+                notification,
+                channel=channel,
+                group=group,
+                firing=frozenset(share.firing),
+                resolved=frozenset(share.resolved),
+                send_resolved=config.send_resolved(channel, share.route),
+                repeat_interval=config.repeat_interval(share.route).total_seconds(),
+            )
         )
-        ttl = config.repeat_interval(route).total_seconds()
-        jobs.append(PlannedJob(notification, _dedup_key(channel, group, entries), ttl))
     return jobs

@@ -107,7 +107,7 @@ class Metrics:
         )
         self.deduplicated = Counter(
             "notifier_notifications_deduplicated_total",
-            "Notifications dropped because the channel was already told.",
+            "Notifications dropped by the notification log: nothing new for the channel.",
             registry=r,
         )
         self.dead_lettered = Counter(

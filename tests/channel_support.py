@@ -82,7 +82,7 @@ _ids = itertools.count(1)
 def notification(loaded: LoadedConfig, channel: str, source: WebhookPayload) -> Notification:
     """The notification ``source`` produces for ``channel``."""
     jobs = plan_notifications(source, loaded, NOW, lambda: f"job-{next(_ids)}")
-    return next(job.notification for job in jobs if job.notification.channel == channel)
+    return next(job.notification for job in jobs if job.notification and job.channel == channel)
 
 
 def free_port() -> int:

@@ -10,8 +10,11 @@ store may rely on a real clock (Slack thread expiry in Redis).
 
 Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
 
-- a dedup mark is present while ``expires_at > now``; it outlives its job (a completed
-  job still deduplicates); a job id that is already stored counts as deduplicated;
+- enqueue follows ``notifier.dedup.needs_update`` for every case of
+  ``tests/dedup_rules.py`` (so the Redis Lua mirrors the Python rule); a log entry is
+  present while ``expires_at > now`` and outlives its job (a completed job still
+  deduplicates); a job id that is already stored counts as deduplicated; a job with
+  nothing to send counts neither as enqueued nor as deduplicated;
 - "oldest first" means by due time (``not_before``, or the end of an expired lease),
   ties in enqueue order where the store keeps one (Redis: by id);
 - a claim with ``skip_channels`` hands out the oldest due jobs of the other channels and
@@ -37,9 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from notifier.dedup import PlannedJob
+from notifier.dedup import FIRING_ENTRY_RETENTION, LogEntry, PlannedJob
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
 from notifier.store.base import (
@@ -50,6 +54,7 @@ from notifier.store.base import (
     Store,
     ThreadRef,
 )
+from tests.dedup_rules import CASES, REPEAT
 
 DELIVERY_LOG_SIZE = 10
 _FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "grouped_firing_4_alerts.json"
@@ -78,11 +83,55 @@ def notification(
 
 
 def planned(
-    job_id: str, key: str | None = None, ttl: float = 60.0, channel: str = "ops-slack"
+    job_id: str, group: str | None = None, repeat: float = 60.0, channel: str = "ops-slack"
 ) -> PlannedJob:
+    """A job for ``notification(job_id)``, alone in its group unless ``group`` names one."""
+    sent = notification(job_id, channel)
     return PlannedJob(
-        notification(job_id, channel), dedup_key=key or f"key-{job_id}", dedup_ttl=ttl
+        sent,
+        channel=channel,
+        group=group or f"group-{job_id}",
+        firing=frozenset(a.fingerprint for a in sent.alerts if a.status == "firing"),
+        resolved=frozenset(a.fingerprint for a in sent.alerts if a.status == "resolved"),
+        send_resolved=True,
+        repeat_interval=repeat,
     )
+
+
+def log_job(
+    job_id: str,
+    group: str,
+    firing: Iterable[str],
+    resolved: Iterable[str] = (),
+    *,
+    send_resolved: bool = True,
+    repeat: float = REPEAT,
+) -> PlannedJob:
+    """A job with these fingerprints; it has something to send as planning would give it."""
+    firing_set, resolved_set = frozenset(firing), frozenset(resolved)
+    sends = bool(firing_set or (resolved_set and send_resolved))
+    return PlannedJob(
+        notification(job_id) if sends else None,
+        channel="ops-slack",
+        group=group,
+        firing=firing_set,
+        resolved=resolved_set,
+        send_resolved=send_resolved,
+        repeat_interval=repeat,
+    )
+
+
+async def write_entry(store: Store, group: str, entry: LogEntry) -> None:
+    """Make ``entry`` the group's, through enqueue alone (an entry firing nothing takes two)."""
+    if entry.firing:
+        steps = [(entry.at, log_job(f"{group}-seed", group, entry.firing, entry.resolved))]
+    else:
+        steps = [
+            (entry.at - 1, log_job(f"{group}-seed-1", group, {"seed"})),
+            (entry.at, log_job(f"{group}-seed-2", group, (), entry.resolved)),
+        ]
+    for at, job in steps:
+        assert len((await store.enqueue([job], now=at)).enqueued) == 1
 
 
 def record(
@@ -134,40 +183,86 @@ class StoreContract:
         assert again.notification == job.notification
         assert again.notification.model_dump_json() == job.notification.model_dump_json()
 
-    async def test_same_key_twice_in_one_call_is_one_job(self, store: Store) -> None:
-        result = await store.enqueue([planned("a", key="k"), planned("b", key="k")], now=100.0)
+    async def test_enqueue_follows_the_notification_log_rule_by_rule(self, store: Store) -> None:
+        for index, case in enumerate(CASES):
+            group = f"case-{index}"
+            if case.entry is not None:
+                await write_entry(store, group, case.entry)
+            job = log_job(
+                case.name, group, case.firing, case.resolved, send_resolved=case.send_resolved
+            )
+            result = await store.enqueue([job], now=case.now)
+            sends, notify = job.notification is not None, case.expected.notify
+            outcome = (len(result.enqueued), result.deduplicated)
+            assert outcome == (int(sends and notify), int(sends and not notify)), case
+
+    async def test_all_resolved_without_send_resolved_updates_the_entry_only(
+        self, store: Store
+    ) -> None:
+        fires = log_job("fires", "g", "A", send_resolved=False)
+        resolves = log_job("resolves", "g", "", "A", send_resolved=False)
+        fires_again = log_job("fires-again", "g", "A", send_resolved=False)
+        await store.enqueue([fires], now=100.0)
+        silent = await store.enqueue([resolves], now=110.0)
+        assert (silent.enqueued, silent.deduplicated) == ((), 0)
+        assert (await store.stats(now=110.0)).queued == 1
+        # The entry no longer lists A as firing: A firing again is told at once.
+        again = await store.enqueue([fires_again], now=120.0)
+        assert again.enqueued == ("fires-again",)
+
+    async def test_nothing_to_send_and_nothing_to_update_counts_nowhere(self, store: Store) -> None:
+        result = await store.enqueue([log_job("a", "g", "", "A", send_resolved=False)], now=100.0)
+        assert (result.enqueued, result.deduplicated) == ((), 0)
+        assert (await store.stats(now=100.0)).queued == 0
+
+    async def test_same_group_twice_in_one_call_is_one_job(self, store: Store) -> None:
+        result = await store.enqueue([planned("a", "g"), planned("b", "g")], now=100.0)
         assert result.enqueued == ("a",)
         assert result.deduplicated == 1
         assert ids(await store.claim(limit=10, lease=30.0, now=100.0)) == ["a"]
 
-    async def test_same_key_across_calls_is_deduplicated(self, store: Store) -> None:
-        await store.enqueue([planned("a", key="k")], now=100.0)
-        result = await store.enqueue([planned("b", key="k")], now=101.0)
+    async def test_same_group_across_calls_is_deduplicated(self, store: Store) -> None:
+        await store.enqueue([planned("a", "g")], now=100.0)
+        result = await store.enqueue([planned("b", "g")], now=101.0)
         assert result.enqueued == ()
         assert result.deduplicated == 1
         assert (await store.stats(now=101.0)).queued == 1
 
-    async def test_key_expires_after_ttl_by_the_passed_in_clock(self, store: Store) -> None:
-        await store.enqueue([planned("a", key="k", ttl=60.0)], now=100.0)
-        early = await store.enqueue([planned("b", key="k", ttl=60.0)], now=159.5)
-        assert early.deduplicated == 1
-        late = await store.enqueue([planned("c", key="k", ttl=60.0)], now=160.0)
+    async def test_repeat_interval_counts_from_the_last_notification(self, store: Store) -> None:
+        await store.enqueue([planned("a", "g", repeat=60.0)], now=100.0)
+        exactly = await store.enqueue([planned("b", "g", repeat=60.0)], now=160.0)
+        assert exactly.deduplicated == 1
+        late = await store.enqueue([planned("c", "g", repeat=60.0)], now=160.5)
         assert late.enqueued == ("c",)
-        # The mark set at 160 counts from 160, not from the first one.
-        again = await store.enqueue([planned("d", key="k", ttl=60.0)], now=219.0)
+        again = await store.enqueue([planned("d", "g", repeat=60.0)], now=220.0)
         assert again.deduplicated == 1
 
-    async def test_completed_job_still_deduplicates_its_key(self, store: Store) -> None:
-        await store.enqueue([planned("a", key="k")], now=100.0)
+    async def test_entry_expires_by_the_passed_in_clock(self, store: Store) -> None:
+        await store.enqueue([log_job("a", "g1", "A"), log_job("b", "g2", "A")], now=100.0)
+        expires_at = 100.0 + FIRING_ENTRY_RETENTION
+        # Still there: the resolution is told. Gone: nothing fired that we know of.
+        kept = await store.enqueue([log_job("c", "g1", "", "A")], now=expires_at - 0.5)
+        assert kept.enqueued == ("c",)
+        gone = await store.enqueue([log_job("d", "g2", "", "A")], now=expires_at)
+        assert (gone.enqueued, gone.deduplicated) == ((), 1)
+
+    async def test_completed_job_still_deduplicates_its_group(self, store: Store) -> None:
+        await store.enqueue([planned("a", "g")], now=100.0)
         await store.claim(limit=1, lease=30.0, now=100.0)
         await store.complete(record("a", at=101.0))
-        result = await store.enqueue([planned("b", key="k")], now=102.0)
+        result = await store.enqueue([planned("b", "g")], now=102.0)
         assert result.deduplicated == 1
 
-    async def test_different_keys_are_both_enqueued(self, store: Store) -> None:
-        result = await store.enqueue([planned("a", key="k1"), planned("b", key="k2")], now=100.0)
-        assert sorted(result.enqueued) == ["a", "b"]
+    async def test_entries_are_per_channel_and_group(self, store: Store) -> None:
+        jobs = [planned("a", "g1"), planned("b", "g2"), planned("c", "g1", channel="mail")]
+        result = await store.enqueue(jobs, now=100.0)
+        assert sorted(result.enqueued) == ["a", "b", "c"]
         assert result.deduplicated == 0
+
+    async def test_a_job_id_already_stored_counts_as_deduplicated(self, store: Store) -> None:
+        await store.enqueue([planned("a", "g1")], now=100.0)
+        result = await store.enqueue([planned("a", "g2")], now=100.0)
+        assert (result.enqueued, result.deduplicated) == ((), 1)
 
     async def test_claim_hands_out_due_jobs_oldest_first_within_limit(self, store: Store) -> None:
         for index, job_id in enumerate(["first", "second", "third", "fourth"]):
@@ -418,7 +513,7 @@ class StoreContract:
 
     async def test_concurrent_enqueues_of_one_key_store_one_job(self, store: Store) -> None:
         results = await asyncio.gather(
-            *(store.enqueue([planned(f"j{i}", key="shared")], now=100.0) for i in range(20))
+            *(store.enqueue([planned(f"j{i}", "shared")], now=100.0) for i in range(20))
         )
         assert sum(len(r.enqueued) for r in results) == 1
         assert sum(r.deduplicated for r in results) == 19

@@ -1,4 +1,4 @@
-"""The dedup decision (pure, clock passed in), then the marks it plans, kept by a MemoryStore."""
+"""The notification-log rule (pure, clock passed in), planning, and the two kept by a MemoryStore."""
 
 from __future__ import annotations
 
@@ -7,14 +7,25 @@ from typing import Any
 
 import pytest
 
-from notifier.dedup import PlannedJob, dedup_key, group_identity, plan_notifications
-from notifier.payload import Alert, WebhookPayload
+from notifier.dedup import (
+    FIRING_ENTRY_RETENTION,
+    PlannedJob,
+    Reason,
+    entry_ttl,
+    group_identity,
+    needs_update,
+    plan_notifications,
+)
+from notifier.payload import WebhookPayload
 from notifier.store.memory import MemoryStore
 from notifier.testing import ManualClock, config_for_tests, make_payload
+from tests.dedup_rules import CASES, REPEAT, Case
 
 NOW = 1_800_000_000.0
+HOUR = 3600.0
 
-# critical -> pager and chat (kept 1h); warning -> chat; the rest -> chat by default.
+# critical -> pager and chat (repeat 1h); warning -> chat; info -> quiet (no
+# send_resolved) and chat; the rest -> chat by default. The default repeat is 4h.
 CONFIG = config_for_tests(
     {"pager": {}, "chat": {}, "quiet": {"send_resolved": False}},
     [
@@ -35,87 +46,104 @@ def plan(payload: WebhookPayload, now: float = NOW) -> list[PlannedJob]:
     return plan_notifications(payload, CONFIG, now, lambda: uuid.uuid4().hex)
 
 
-def keys(payload: WebhookPayload) -> dict[str, str]:
-    return {job.notification.channel: job.dedup_key for job in plan(payload)}
+def by_channel(payload: WebhookPayload) -> dict[str, PlannedJob]:
+    return {job.channel: job for job in plan(payload)}
 
 
 def alert(name: str, status: str = "firing", severity: str = "critical") -> dict[str, Any]:
-    """One alert in Alertmanager's wire shape."""
+    """One alert in Alertmanager's wire shape; its fingerprint is its name."""
     return {
         "status": status,
         "labels": {"alertname": "Disk", "instance": name, "severity": severity},
         "annotations": {"summary": f"disk full on {name}"},
         "startsAt": "2026-01-01T12:00:00Z",
         "endsAt": "2026-01-01T12:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "fingerprint": name,
     }
 
 
-def test_same_payload_twice_gives_the_same_keys() -> None:
-    payload = make_payload(n=3)
-    first, again = plan(payload), plan(payload, now=NOW + 30)
-    assert [j.dedup_key for j in first] == [j.dedup_key for j in again]
-    # ...while the jobs themselves are new ones.
-    assert {j.notification.received_at for j in again} == {NOW + 30}
+def instances(job: PlannedJob) -> list[str]:
+    assert job.notification is not None
+    return [a.labels["instance"] for a in job.notification.alerts]
 
 
-def test_alert_order_does_not_change_the_key() -> None:
-    a, b = alert("db-1"), alert("db-2")
-    assert keys(make_payload(alerts=[a, b])) == keys(make_payload(alerts=[b, a]))
+# The rule, case by case.
 
 
-@pytest.mark.parametrize(
-    "changed",
-    [
-        pytest.param([alert("db-1"), alert("db-2"), alert("db-3")], id="one-more-firing"),
-        pytest.param([alert("db-1"), alert("db-2", "resolved")], id="one-resolved"),
-        pytest.param([alert("db-1")], id="one-gone"),
-    ],
-)
-def test_a_changed_group_gets_new_keys(changed: list[dict[str, Any]]) -> None:
-    before = keys(make_payload(alerts=[alert("db-1"), alert("db-2")]))
-    after = keys(make_payload(alerts=changed))
-    assert before.keys() == after.keys() == {"pager", "chat"}
-    assert all(before[channel] != after[channel] for channel in before)
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_needs_update_follows_alertmanager_rule_by_rule(case: Case) -> None:
+    reason = needs_update(
+        case.entry,
+        case.firing,
+        case.resolved,
+        send_resolved=case.send_resolved,
+        repeat_interval=REPEAT,
+        now=case.now,
+    )
+    assert reason == case.expected
 
 
-def test_restarted_alert_gets_a_new_key() -> None:
-    first = make_payload(alerts=[alert("db-1")])
-    restarted = make_payload(alerts=[{**alert("db-1"), "startsAt": "2026-01-01T13:00:00Z"}])
-    assert keys(first)["pager"] != keys(restarted)["pager"]
+def test_the_table_reaches_every_reason() -> None:
+    assert {case.expected for case in CASES} == set(Reason)
 
 
-def test_key_differs_by_channel_and_by_group() -> None:
-    alerts = (Alert.model_validate(alert("db-1")),)
-    group_a = group_identity(make_payload(group_key='{}:{alertname="A"}'))
-    group_b = group_identity(make_payload(group_key='{}:{alertname="B"}'))
-    assert dedup_key("pager", group_a, alerts) != dedup_key("chat", group_a, alerts)
-    assert dedup_key("pager", group_a, alerts) != dedup_key("pager", group_b, alerts)
+def test_only_do_not_notify_keeps_the_entry() -> None:
+    assert [reason for reason in Reason if not reason.notify] == [Reason.DO_NOT_NOTIFY]
 
 
-def test_group_without_a_group_key_is_identified_by_its_labels() -> None:
-    payload = make_payload(group_key="")
-    other = payload.model_copy(update={"group_labels": {"alertname": "Other"}})
-    assert group_identity(payload) != group_identity(other)
-    assert "alertname=TestAlert" in group_identity(payload)
+def test_an_entry_that_lists_firing_alerts_outlives_alertmanager_s_repeat() -> None:
+    assert entry_ttl({"A"}, HOUR) == FIRING_ENTRY_RETENTION
+    assert entry_ttl({"A"}, 4 * 24 * HOUR) == 8 * 24 * HOUR
+    assert entry_ttl(set(), HOUR) == 2 * HOUR  # the group resolved: swept sooner
 
 
-def test_send_resolved_false_leaves_resolved_alerts_out() -> None:
+# Planning.
+
+
+def test_each_channel_gets_the_fingerprints_routed_to_it() -> None:
+    payload = make_payload(
+        alerts=[
+            alert("a"),
+            alert("b", "resolved"),
+            alert("c", severity="warning"),
+            alert("d", "resolved", severity="warning"),
+        ]
+    )
+    jobs = by_channel(payload)
+    assert (jobs["pager"].firing, jobs["pager"].resolved) == ({"a"}, {"b"})
+    assert (jobs["chat"].firing, jobs["chat"].resolved) == ({"a", "c"}, {"b", "d"})
+    assert {job.group for job in jobs.values()} == {group_identity(payload)}
+    assert instances(jobs["pager"]) == ["a", "b"]
+    assert instances(jobs["chat"]) == ["a", "b", "c", "d"]
+
+
+def test_alert_order_does_not_change_the_job() -> None:
+    forward = by_channel(make_payload(alerts=[alert("a"), alert("b", "resolved")]))["pager"]
+    backward = by_channel(make_payload(alerts=[alert("b", "resolved"), alert("a")]))["pager"]
+    assert (forward.firing, forward.resolved) == (backward.firing, backward.resolved)
+
+
+def test_send_resolved_false_leaves_resolved_alerts_out_of_the_notification_only() -> None:
     payload = make_payload(
         alerts=[alert("a", severity="info"), alert("b", "resolved", severity="info")]
     )
-    jobs = {job.notification.channel: job.notification for job in plan(payload)}
-    assert [a.labels["instance"] for a in jobs["quiet"].alerts] == ["a"]
-    assert [a.labels["instance"] for a in jobs["chat"].alerts] == ["a", "b"]
+    jobs = by_channel(payload)
+    assert instances(jobs["quiet"]) == ["a"]
+    assert jobs["quiet"].resolved == {"b"}  # still logged, as Alertmanager does
+    assert not jobs["quiet"].send_resolved
+    assert instances(jobs["chat"]) == ["a", "b"]
+    assert jobs["chat"].send_resolved
 
 
-def test_all_resolved_gives_no_job_where_send_resolved_is_false() -> None:
-    payload = make_payload(n=2, severity="info", status="resolved")
-    channels = [job.notification.channel for job in plan(payload)]
-    assert channels == ["chat"]
-    assert plan(payload)[0].notification.status == "resolved"
+def test_all_resolved_has_nothing_to_send_where_send_resolved_is_false() -> None:
+    jobs = by_channel(make_payload(n=2, severity="info", status="resolved"))
+    assert jobs["quiet"].notification is None
+    assert (jobs["quiet"].firing, len(jobs["quiet"].resolved)) == (set(), 2)
+    assert jobs["chat"].notification is not None
+    assert jobs["chat"].notification.status == "resolved"
 
 
-def test_one_payload_gives_at_most_one_notification_per_channel() -> None:
+def test_one_payload_gives_at_most_one_job_per_channel() -> None:
     payload = make_payload(
         alerts=[
             alert("db-1"),
@@ -125,50 +153,106 @@ def test_one_payload_gives_at_most_one_notification_per_channel() -> None:
         ]
     )
     jobs = plan(payload)
-    by_channel = {job.notification.channel: job for job in jobs}
-    assert len(jobs) == len(by_channel) == 2
-    pager, chat = by_channel["pager"].notification, by_channel["chat"].notification
-    assert [a.labels["instance"] for a in pager.alerts] == ["db-1", "db-3"]
-    assert [a.labels["instance"] for a in chat.alerts] == ["db-1", "db-2", "db-3", "db-4"]
-    assert pager.route == "critical"
-    # The pager's key covers only the alerts routed to it.
-    assert (
-        by_channel["pager"].dedup_key
-        == keys(make_payload(alerts=[alert("db-1"), alert("db-3")]))["pager"]
-    )
+    channels = by_channel(payload)
+    assert len(jobs) == len(channels) == 2
+    assert instances(channels["pager"]) == ["db-1", "db-3"]
+    assert instances(channels["chat"]) == ["db-1", "db-2", "db-3", "db-4"]
+    assert channels["pager"].notification is not None
+    assert channels["pager"].notification.route == "critical"
 
 
-def test_ttl_is_the_route_repeat_interval() -> None:
-    ttl = {job.notification.channel: job.dedup_ttl for job in plan(make_payload(n=1))}
-    assert ttl == {"pager": 3600.0, "chat": 3600.0}
-    default = plan(make_payload(severity="warning"))
-    assert [job.dedup_ttl for job in default] == [4 * 3600.0]  # defaults.repeat_interval
+def test_repeat_interval_is_the_route_s() -> None:
+    assert {ch: j.repeat_interval for ch, j in by_channel(make_payload(n=1)).items()} == {
+        "pager": HOUR,
+        "chat": HOUR,
+    }
+    [default] = plan(make_payload(severity="warning"))
+    assert default.repeat_interval == 4 * HOUR  # defaults.repeat_interval
 
 
-async def test_store_drops_a_repeat_until_the_repeat_interval_has_passed() -> None:
-    store, clock = MemoryStore(), ManualClock(NOW)
-    payload = make_payload(n=2)  # critical: pager and chat, repeat_interval 1h
-
-    first = await store.enqueue(plan(payload, clock()), clock())
-    assert (len(first.enqueued), first.deduplicated) == (2, 0)
-
-    clock.advance(10)  # the other Alertmanager of an HA pair, or a re-post
-    repeat = await store.enqueue(plan(payload, clock()), clock())
-    assert (repeat.enqueued, repeat.deduplicated) == ((), 2)
-
-    clock.advance(3600 - 10 - 1)
-    still = await store.enqueue(plan(payload, clock()), clock())
-    assert still.deduplicated == 2
-
-    clock.advance(2)  # past repeat_interval since the first
-    later = await store.enqueue(plan(payload, clock()), clock())
-    assert (len(later.enqueued), later.deduplicated) == (2, 0)
+def test_group_without_a_group_key_is_identified_by_its_labels() -> None:
+    payload = make_payload(group_key="")
+    other = payload.model_copy(update={"group_labels": {"alertname": "Other"}})
+    assert group_identity(payload) != group_identity(other)
+    assert "alertname=TestAlert" in group_identity(payload)
 
 
-async def test_store_enqueues_a_changed_group_at_once() -> None:
-    store, clock = MemoryStore(), ManualClock(NOW)
-    await store.enqueue(plan(make_payload(alerts=[alert("db-1")]), clock()), clock())
-    clock.advance(5)
-    grown = make_payload(alerts=[alert("db-1"), alert("db-2")])
-    result = await store.enqueue(plan(grown, clock()), clock())
-    assert (len(result.enqueued), result.deduplicated) == (2, 0)
+def test_groups_differ_by_receiver_and_group_key() -> None:
+    payload = make_payload(group_key='{}:{alertname="A"}')
+    assert group_identity(payload) != group_identity(make_payload(group_key='{}:{alertname="B"}'))
+    assert group_identity(payload) != group_identity(payload.model_copy(update={"receiver": "x"}))
+
+
+# Planning and the log together, on a MemoryStore (every store: tests/store_contract.py).
+
+
+class Ingest:
+    """Plans and enqueues payloads at a manual clock; says which channels were told."""
+
+    def __init__(self) -> None:
+        self.store, self.clock = MemoryStore(), ManualClock(NOW)
+
+    async def post(self, *alerts: dict[str, Any]) -> list[str]:
+        jobs = plan(make_payload(alerts=list(alerts)), self.clock())
+        result = await self.store.enqueue(jobs, self.clock())
+        told = {job.notification.job_id: job.channel for job in jobs if job.notification}
+        return sorted(told[job_id] for job_id in result.enqueued)
+
+
+async def test_a_repeat_is_dropped_until_the_repeat_interval_has_passed() -> None:
+    ingest = Ingest()
+    assert await ingest.post(alert("a"), alert("b")) == ["chat", "pager"]
+    ingest.clock.advance(10)  # the other Alertmanager of an HA pair, or a re-post
+    assert await ingest.post(alert("a"), alert("b")) == []
+    ingest.clock.advance(HOUR - 10)  # exactly repeat_interval: not past it yet
+    assert await ingest.post(alert("a"), alert("b")) == []
+    ingest.clock.advance(1)
+    assert await ingest.post(alert("a"), alert("b")) == ["chat", "pager"]
+
+
+async def test_a_new_alert_is_told_at_once_with_the_whole_group() -> None:
+    ingest = Ingest()
+    await ingest.post(alert("a"))
+    ingest.clock.advance(5)
+    assert await ingest.post(alert("a"), alert("b")) == ["chat", "pager"]
+
+
+async def test_a_shrinking_group_never_re_pages_where_send_resolved_is_off() -> None:
+    ingest = Ingest()
+    a, b = alert("a", severity="info"), alert("b", severity="info")
+    assert await ingest.post(a, b) == ["chat", "quiet"]
+    ingest.clock.advance(60)
+    # b resolves: chat (send_resolved) hears it; quiet must not hear about a again.
+    assert await ingest.post(a, alert("b", "resolved", severity="info")) == ["chat"]
+    ingest.clock.advance(60)
+    # Alertmanager no longer lists the resolved b: nothing changed for anyone.
+    assert await ingest.post(a) == []
+    ingest.clock.advance(4 * HOUR)
+    assert await ingest.post(a) == ["chat", "quiet"]  # the repeat, once it is due
+
+
+async def test_all_resolved_updates_the_entry_so_a_re_fire_is_told_at_once() -> None:
+    ingest = Ingest()
+    a = alert("a", severity="info")
+    assert await ingest.post(a) == ["chat", "quiet"]
+    ingest.clock.advance(60)
+    assert await ingest.post(alert("a", "resolved", severity="info")) == ["chat"]
+    ingest.clock.advance(60)
+    # quiet was sent nothing, but its entry no longer lists a as firing.
+    assert await ingest.post(a) == ["chat", "quiet"]
+
+
+async def test_a_resolution_long_after_the_last_notification_is_still_told() -> None:
+    ingest = Ingest()
+    await ingest.post(alert("a"))  # repeat 1h; Alertmanager itself may repeat every 4h
+    ingest.clock.advance(3 * HOUR)
+    assert await ingest.post(alert("a", "resolved")) == ["chat", "pager"]
+
+
+async def test_entry_for_each_channel_and_group_apart() -> None:
+    ingest = Ingest()
+    store, now = ingest.store, ingest.clock()
+    first = plan(make_payload(alerts=[alert("a")], group_key="{}:{g=1}"), now)
+    other = plan(make_payload(alerts=[alert("a")], group_key="{}:{g=2}"), now)
+    assert len((await store.enqueue(first, now)).enqueued) == 2
+    assert len((await store.enqueue(other, now)).enqueued) == 2

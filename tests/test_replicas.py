@@ -7,7 +7,7 @@ each replica has webhook channels pointing at a sink in the test's event loop.
 
 - An HA pair (both Alertmanagers) posting the same payloads to both replicas at the same
   moment produces exactly one notification per channel and group, and no job is
-  delivered twice: the dedup mark and the claim are single Lua scripts.
+  delivered twice: the log entry compare-and-set and the claim are each one Lua script.
 - A replica SIGKILLed while the slow sink holds its requests loses nothing: its leases
   run out and the other replica delivers every accepted notification (at-least-once:
   a send under way at the kill may be repeated, at most one per worker of the dead one).
@@ -242,7 +242,7 @@ async def test_redis_crash_replicas_answer_503_then_recover_and_lose_nothing(
             for index, replica in enumerate(replicas):
                 status, body = await post(replica, webhook_payload(f"After{index}"))
                 assert (status, body["notifications"]) == (202, 1), body
-            # The dedup marks survived too: an acknowledged payload posted again is dropped.
+            # The notification log survived too: an acknowledged payload posted again is dropped.
             status, body = await post(replicas[0], payloads[-1])
             assert (status, body["notifications"], body["deduplicated"]) == (202, 0, 1), body
 

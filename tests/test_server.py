@@ -35,9 +35,14 @@ async def test_every_fixture_is_accepted(app_client: AppFactory, path: Path) -> 
     response = await client.post("/api/v1/alerts", data=body, headers=JSON)
     assert response.status == 202
     answer = await response.json()
-    assert answer["accepted"] == len(json.loads(body)["alerts"])
-    assert answer["notifications"] >= 1
-    assert answer["deduplicated"] == 0
+    alerts = json.loads(body)["alerts"]
+    assert answer["accepted"] == len(alerts)
+    if any(alert["status"] == "firing" for alert in alerts):
+        assert answer["notifications"] >= 1
+        assert answer["deduplicated"] == 0
+    else:  # no channel heard these fire: nothing to tell them (Alertmanager's rule too)
+        assert answer["notifications"] == 0
+        assert answer["deduplicated"] >= 1
 
 
 BAD_INPUTS = [

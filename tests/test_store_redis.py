@@ -17,11 +17,12 @@ import redis.asyncio as aioredis
 import trustme
 from redis.exceptions import ResponseError
 
+from notifier.dedup import FIRING_ENTRY_RETENTION
 from notifier.store.base import StoreUnavailable
 from notifier.store.redis import _SKIP_SCAN, RedisStore
 from notifier.store.redis_batch import ScriptBatcher
 from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
-from tests.store_contract import ids, planned, record
+from tests.store_contract import ids, log_job, planned, record
 
 PASSWORD = "s3cret-redis-pass"
 
@@ -106,22 +107,34 @@ async def test_another_replica_takes_over_an_expired_lease(
     assert [job.id for job in await second.claim(limit=1, lease=30.0, now=130.0)] == ["a"]
 
 
-async def test_jobs_are_json_and_dedup_marks_are_collected_by_ttl(
+async def test_jobs_are_json_and_log_entries_are_collected_by_ttl(
     replicas: tuple[RedisStore, RedisStore],
 ) -> None:
     store, _ = replicas
-    job = planned("a", key="k", ttl=60.0)
-    await store.enqueue([job], now=time.time())
+    firing = planned("a", "g", repeat=60.0)
+    resolved = log_job("b", "g", (), firing.firing)
+    now = time.time()
+    await store.enqueue([firing], now=now)
     raw = aioredis.from_url(require_redis(), decode_responses=True)
     try:
-        prefix = store.prefix
-        payload = await raw.hget(f"{prefix}payload", "a")
-        ttl_ms = await raw.pttl(f"{prefix}dedup:k")
+        payload = await raw.hget(f"{store.prefix}payload", "a")
+        [entry_key] = [key async for key in raw.scan_iter(f"{store.prefix}nflog:*")]
+        firing_ttl_ms = await raw.pttl(entry_key)
+        entry = json.loads(await raw.get(entry_key))
+        await store.enqueue([resolved], now=now + 1)
+        resolved_ttl_ms = await raw.pttl(entry_key)
     finally:
         await raw.aclose()
     assert payload is not None
-    assert json.loads(payload) == job.notification.model_dump(mode="json")
-    assert 59_000 < ttl_ms <= 60_000
+    assert json.loads(payload) == firing.notification.model_dump(mode="json")
+    assert entry == {
+        "firing": sorted(firing.firing),
+        "resolved": [],
+        "at": now,
+        "expires_at": now + FIRING_ENTRY_RETENTION,
+    }
+    assert FIRING_ENTRY_RETENTION * 1000 - 1000 < firing_ttl_ms <= FIRING_ENTRY_RETENTION * 1000
+    assert 119_000 < resolved_ttl_ms <= 120_000  # the group resolved: 2 × repeat_interval
 
 
 async def test_the_channel_field_lets_a_claim_skip_and_leaves_with_the_job(

@@ -53,7 +53,8 @@ async def test_first_open_creates_folder_file_wal_and_schema(tmp_path: Path) -> 
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     tables = {name for (name,) in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"jobs", "dedup", "deliveries", "threads", "meta"} <= tables
+    assert {"jobs", "notification_log", "deliveries", "threads", "meta"} <= tables
+    assert "dedup" not in tables
 
 
 @pytest.mark.parametrize("skipping", [0, 2])
@@ -68,7 +69,7 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "notifier.db"
     first = SQLiteStore(path)
     await first.open()
-    await first.enqueue([planned("queued", key="k1"), planned("dead", key="k2")], now=100.0)
+    await first.enqueue([planned("queued", "g1"), planned("dead", "g2")], now=100.0)
     await first.claim(limit=2, lease=30.0, now=100.0)
     await first.release("queued", not_before=150.0)
     await first.dead_letter(record("dead", at=101.0, outcome="dead", reason="auth"))
@@ -78,7 +79,7 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     second = SQLiteStore(path)
     await second.open()
     try:
-        assert (await second.enqueue([planned("again", key="k1")], now=110.0)).deduplicated == 1
+        assert (await second.enqueue([planned("again", "g1")], now=110.0)).deduplicated == 1
         [job] = await second.claim(limit=5, lease=30.0, now=150.0)
         assert job.notification == planned("queued").notification
         [letter] = await second.dead_letters()
@@ -111,13 +112,59 @@ async def test_a_version_1_file_is_migrated_with_its_jobs(tmp_path: Path) -> Non
         await store.close()
 
 
+def version_2_file(path: Path) -> None:
+    """A file as notifier wrote it before the notification log: a job and a dedup mark."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO jobs (id, channel, payload, not_before, enqueued_at) VALUES (?, ?, ?, ?, ?)",
+        ("a", "mail", planned("a", channel="mail").notification.model_dump_json(), 100.0, 100.0),
+    )
+    conn.execute("INSERT INTO dedup (key, expires_at) VALUES ('0123abcd', 1e12)")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+
+
+async def test_a_version_2_file_trades_its_dedup_marks_for_the_log_and_keeps_its_jobs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "notifier.db"
+    version_2_file(path)
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        tables = {n for (n,) in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "notification_log" in tables
+        assert "dedup" not in tables
+        assert [job.id for job in await store.claim(limit=5, lease=30.0, now=100.0)] == ["a"]
+        assert (await store.enqueue([planned("b", "g")], now=100.0)).enqueued == ("b",)
+        assert (await store.enqueue([planned("c", "g")], now=101.0)).deduplicated == 1
+    finally:
+        await store.close()
+    # The operator hears what the old marks' loss costs.
+    [note] = [r.getMessage() for r in caplog.records if r.name == "notifier.store.sqlite_schema"]
+    assert "notified once more" in note and "resolution is not sent" in note
+
+
+async def test_a_new_file_says_nothing_about_migrating(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SQLiteStore(tmp_path / "notifier.db")
+    await store.open()
+    await store.close()
+    assert not [r for r in caplog.records if r.name == "notifier.store.sqlite_schema"]
+
+
 async def test_a_schema_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notifier.db"
     conn = sqlite3.connect(path)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     store = SQLiteStore(path)
-    with pytest.raises(StoreUnavailable, match="newer than this notifier"):
+    newer = f"schema is version {SCHEMA_VERSION + 1}, newer than this notifier's {SCHEMA_VERSION}"
+    with pytest.raises(StoreUnavailable, match=newer):
         await store.open()
     await store.close()
 

@@ -151,13 +151,13 @@ def fire(
 
 async def _dry_run(loaded: LoadedConfig, payload: WebhookPayload) -> None:
     jobs = plan_notifications(payload, loaded, time.time(), lambda: "dry-run")
-    if not jobs:
+    notifications = [job.notification for job in jobs if job.notification is not None]
+    if not notifications:
         click.echo("no channel would be notified")
         return
     channels = await open_channels(loaded, Renderer(loaded.templates_dir), MemoryStore())
     try:
-        for job in jobs:
-            notification = job.notification
+        for notification in notifications:
             channel = channels[notification.channel]
             click.echo(
                 f"--- {notification.channel} ({channel.type}) via route {notification.route}"

@@ -1,13 +1,16 @@
-"""The ``Store`` protocol: durable queue, dedup marks, dead letters, delivery log, Slack threads,
+"""The ``Store`` protocol: queue, notification log, dead letters, delivery log, Slack threads,
 and the recipients a job's message already reached.
 
 Every implementation (memory, SQLite, Redis) passes one contract suite
 (``tests/store_contract.py``). Semantics every implementation keeps:
 
-- ``enqueue`` is atomic per call: each job is stored together with its dedup key, and a
-  job whose key is present (and not expired) is dropped and counted instead. When the
-  call returns, the stored jobs are durable (for SQLite: committed; concurrent callers
-  share one transaction).
+- ``enqueue`` is atomic per call and takes the jobs in order: for each, it reads the
+  notification log entry of its (channel, group) (an expired one counts as absent) and
+  asks ``PlannedJob.needs_update``. When that notifies, the entry is replaced (kept for
+  ``PlannedJob.entry_ttl``) together with storing the job, if it has a notification;
+  otherwise a job with a notification is dropped and counted as deduplicated. When the
+  call returns, the stored jobs and entries are durable (for SQLite: committed;
+  concurrent callers share one transaction).
 - ``claim`` hands out due jobs (``not_before <= now``), oldest first, each with a lease
   until ``now + lease``; a job whose lease expired is due again. Delivery is therefore
   at-least-once: a worker that dies mid-send leaves the job to be sent again. Jobs of

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from notifier.dedup import PlannedJob
+from notifier.dedup import LogEntry, PlannedJob
 from notifier.notification import Notification
 from notifier.store.base import (
     ClaimedJob,
@@ -67,12 +67,13 @@ class MemoryStore:
         self._jobs: dict[str, _Job] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._dead: dict[str, _Dead] = {}
-        self._dedup: dict[str, float] = {}  # key -> expires_at
+        # (channel, group) -> (the notification log entry, when it expires)
+        self._entries: dict[tuple[str, str], tuple[LogEntry, float]] = {}
         self._threads: dict[str, tuple[ThreadRef, float]] = {}  # key -> (ref, expires_at)
         self._told: dict[str, tuple[set[str], float]] = {}  # job id -> (recipients, expires_at)
         self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
         self._seq = 0
-        self._dedup_sweep_at = 1024  # sweep expired marks when there are this many
+        self._sweep_entries_at = 1024  # sweep expired entries when there are this many
 
     async def open(self) -> None:
         pass
@@ -87,20 +88,26 @@ class MemoryStore:
         enqueued: list[str] = []
         deduplicated = 0
         for planned in jobs:
-            job_id = planned.notification.job_id
-            expires_at = self._dedup.get(planned.dedup_key)
-            if expires_at is not None and expires_at > now:
-                deduplicated += 1
+            notification = planned.notification
+            key = (planned.channel, planned.group)
+            kept = self._entries.get(key)
+            entry = kept[0] if kept is not None and kept[1] > now else None
+            if not planned.needs_update(entry, now).notify:
+                if notification is not None:
+                    deduplicated += 1
                 continue
-            self._dedup[planned.dedup_key] = now + planned.dedup_ttl
+            self._entries[key] = (planned.entry(now), now + planned.entry_ttl)
+            if notification is None:
+                continue  # the entry is updated, nothing is sent
+            job_id = notification.job_id
             if job_id in self._jobs or job_id in self._dead:
                 deduplicated += 1  # this very job is already stored
                 continue
             self._seq += 1
-            self._jobs[job_id] = _Job(planned.notification, self._seq, now, not_before=now)
+            self._jobs[job_id] = _Job(notification, self._seq, now, not_before=now)
             self._push(self._jobs[job_id])
             enqueued.append(job_id)
-        self._sweep_dedup(now)
+        self._sweep_entries(now)
         return EnqueueResult(tuple(enqueued), deduplicated)
 
     async def claim(
@@ -238,11 +245,11 @@ class MemoryStore:
     def _push(self, job: _Job) -> None:
         heapq.heappush(self._heap, (job.due_at, job.seq, job.notification.job_id))
 
-    def _sweep_dedup(self, now: float) -> None:
-        """Drop expired marks, each time the mark count doubles (amortised O(1) per enqueue)."""
-        if len(self._dedup) >= self._dedup_sweep_at:
-            self._dedup = {k: exp for k, exp in self._dedup.items() if exp > now}
-            self._dedup_sweep_at = max(1024, 2 * len(self._dedup))
+    def _sweep_entries(self, now: float) -> None:
+        """Drop expired entries, each time the entry count doubles (amortised O(1) per enqueue)."""
+        if len(self._entries) >= self._sweep_entries_at:
+            self._entries = {k: kept for k, kept in self._entries.items() if kept[1] > now}
+            self._sweep_entries_at = max(1024, 2 * len(self._entries))
 
 
 def _as_dead_letter(dead: _Dead) -> DeadLetter:

@@ -1,7 +1,7 @@
 """``RedisStore``: the ``Store`` for several replicas, on one Redis (``redis://``, ``rediss://``).
 
 Any replica may receive any payload and deliver any job: the queue, the leases, the
-dedup marks, the dead letters, the delivery log, the Slack thread refs and the told
+notification log, the dead letters, the delivery log, the Slack thread refs and the told
 recipients all live in Redis under one key prefix. Jobs are JSON
 (``Notification.model_dump_json``), never pickle. Every write is one Lua script
 (``redis_scripts``), one command or one MULTI transaction, so it is atomic.
@@ -14,9 +14,12 @@ its leases run out and the next claim on any replica takes those jobs. Nothing h
 scan for stale jobs, and "due", "in flight" and "next due" are range counts.
 Lease times come from the callers' clocks, so replicas need synchronised clocks (NTP).
 
-Dedup marks hold their expiry time and are compared with the caller's ``now`` (as the
-other stores do); their Redis TTL only collects them. Slack thread refs rely on the
-Redis TTL alone, since ``get_thread`` has no clock; so do told recipients (a set per job).
+Notification log entries (one key per channel and group, named by a digest of both)
+hold their expiry time and are compared with the caller's ``now`` (as the other stores
+do); their Redis TTL only collects them. The enqueue script decides in Lua, by the same
+rule as ``notifier.dedup.needs_update``. Slack thread refs rely on the Redis TTL alone,
+since ``get_thread`` has no clock; so do told recipients (a set per job). Dedup marks of
+older versions (``dedup:*``) are no longer read and expire by their TTL.
 
 ``wait_for_work`` listens on a pub/sub channel the enqueue and replay scripts publish
 to, so another replica's enqueue wakes this replica's dispatcher at once.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 from collections.abc import Collection, Iterator, Sequence
@@ -85,6 +89,24 @@ _SKIP_SCAN = 512
 def _num(value: float) -> str:
     """A float as a string that parses back to the same float (Redis and Lua read it)."""
     return repr(float(value))
+
+
+def _entry_digest(job: PlannedJob) -> str:
+    """The (channel, group) of a log entry as a short key part free of ``{}`` hash tags."""
+    return hashlib.blake2b(f"{job.channel}\x00{job.group}".encode(), digest_size=16).hexdigest()
+
+
+def _entry_json(job: PlannedJob, now: float) -> str:
+    """The log entry ``job`` writes when it notifies at ``now`` (times exact: Lua reads them)."""
+    entry = job.entry(now)
+    return json.dumps(
+        {
+            "firing": sorted(entry.firing),
+            "resolved": sorted(entry.resolved),
+            "at": entry.at,
+            "expires_at": now + job.entry_ttl,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,20 +201,24 @@ class RedisStore:
     async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
         if not jobs:
             return EnqueueResult((), 0)
-        marks = [self._key(f"dedup:{job.dedup_key}") for job in jobs]
+        entry_keys = [self._key(f"nflog:{_entry_digest(job)}") for job in jobs]
         args = [_num(now), self._wake_channel]
         for job in jobs:
+            notification = job.notification
             args += [
-                job.notification.job_id,
-                job.notification.channel,
-                job.notification.model_dump_json(),
-                _num(now + job.dedup_ttl),
-                str(math.ceil(job.dedup_ttl * 1000)),
+                "" if notification is None else notification.job_id,
+                job.channel,
+                "" if notification is None else notification.model_dump_json(),
+                _entry_json(job, now),
+                "1" if job.send_resolved else "0",
+                _num(job.repeat_interval),
+                str(max(1, math.ceil(job.entry_ttl * 1000))),
             ]
-        enqueued: list[str] = await self._call(self._enqueue, args, marks)
+        enqueued: list[str] = await self._call(self._enqueue, args, entry_keys)
         stored = set(enqueued)
-        self._recent.remember(job.notification for job in jobs if job.notification.job_id in stored)
-        return EnqueueResult(tuple(enqueued), len(jobs) - len(enqueued))
+        sendable = [job.notification for job in jobs if job.notification is not None]
+        self._recent.remember(n for n in sendable if n.job_id in stored)
+        return EnqueueResult(tuple(enqueued), len(sendable) - len(enqueued))
 
     async def claim(
         self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()

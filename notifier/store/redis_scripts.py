@@ -36,23 +36,66 @@ local function log(deliveries, counter, at, record, size)
 end
 """
 
-# KEYS: these, then one dedup key per job.
-# ARGV: now, wake channel, then per job: id, channel, payload, expires_at, ttl_ms.
+# ``notifier.dedup.needs_update``, rule by rule: keep the two alike (``tests/dedup_rules.py``
+# runs one table of cases against both). An entry is JSON: firing and resolved
+# fingerprints (arrays), ``at``, ``expires_at``; its Redis TTL only collects it.
+_NEEDS_UPDATE = """
+local function within(items, list)
+    if #items == 0 then
+        return true
+    end
+    local set = {}
+    for _, item in ipairs(list) do
+        set[item] = true
+    end
+    for _, item in ipairs(items) do
+        if not set[item] then
+            return false
+        end
+    end
+    return true
+end
+
+local function needs_update(old, new, send_resolved, repeat_interval, now)
+    if not old then
+        return #new.firing > 0
+    end
+    if not within(new.firing, old.firing) then
+        return true
+    end
+    if #new.firing == 0 then
+        return #old.firing > 0
+    end
+    if send_resolved and not within(new.resolved, old.resolved) then
+        return true
+    end
+    return old.at < now - repeat_interval
+end
+"""
+
+# KEYS: these, then the log entry key of each job.
+# ARGV: now, wake channel, then per job: id ('' when there is nothing to send), channel,
+# payload, the entry it would write (JSON), send_resolved ('1' or '0'), repeat_interval,
+# the entry's ttl_ms.
 # Returns the ids enqueued.
 ENQUEUE = Lua(
     ("due", "payload", "attempts", "enqueued", "channel"),
-    """
+    _NEEDS_UPDATE
+    + """
 local now = tonumber(ARGV[1])
 local enqueued = {}
 for i = 6, #KEYS do
-    local arg = 3 + (i - 6) * 5
-    local id, ttl_ms = ARGV[arg], tonumber(ARGV[arg + 4])
-    local mark = redis.call('GET', KEYS[i])
-    if not mark or tonumber(mark) <= now then
-        if ttl_ms > 0 then
-            redis.call('SET', KEYS[i], ARGV[arg + 3], 'PX', ttl_ms)
-        end
-        if redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
+    local arg = 3 + (i - 6) * 7
+    local id, entry = ARGV[arg], ARGV[arg + 3]
+    local old = redis.call('GET', KEYS[i])
+    old = old and cjson.decode(old)
+    if old and old.expires_at <= now then
+        old = nil
+    end
+    local send_resolved, repeat_interval = ARGV[arg + 4] == '1', tonumber(ARGV[arg + 5])
+    if needs_update(old, cjson.decode(entry), send_resolved, repeat_interval, now) then
+        redis.call('SET', KEYS[i], entry, 'PX', ARGV[arg + 6])
+        if id ~= '' and redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
             redis.call('HSET', KEYS[3], id, 0)
             redis.call('HSET', KEYS[4], id, ARGV[1])
             redis.call('HSET', KEYS[5], id, ARGV[arg + 1])

@@ -19,13 +19,14 @@ file alongside a running server for operator commands.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from notifier.dedup import PlannedJob
+from notifier.dedup import LogEntry, PlannedJob
 from notifier.notification import Notification
 from notifier.store.base import (
     ClaimedJob,
@@ -41,25 +42,30 @@ from notifier.store.sqlite_threads import GroupCommitWriter, Reader
 
 # A job may be claimed when this is <= now: its not_before, or its lease's end.
 _DUE = "coalesce(lease_until, not_before)"
-_SWEEP_BATCH = 256  # expired marks, thread refs, told recipients removed per write, at most
-# Expired dedup marks are swept by an enqueue at most this often (seconds), and by every
-# enqueue while a sweep still finds a full batch. An expired mark is overwritten by the
-# insert-if-absent anyway: sweeping only bounds the table, so it need not be on every
-# enqueue's path (it was a DELETE per enqueue).
+_SWEEP_BATCH = 256  # expired log entries, thread refs, told recipients removed per write, at most
+# Expired log entries are swept by an enqueue at most this often (seconds), and by every
+# enqueue while a sweep still finds a full batch. An expired entry counts as absent and
+# is overwritten anyway: sweeping only bounds the table, so it need not be on every
+# enqueue's path.
 _SWEEP_EVERY = 1.0
 
-_MARK = """
-    INSERT INTO dedup (key, expires_at) VALUES (?, ?)
-    ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
-    WHERE dedup.expires_at <= ?
+_READ_ENTRY = """
+    SELECT firing, resolved, at FROM notification_log
+    WHERE channel = ? AND group_id = ? AND expires_at > ?
+"""
+_WRITE_ENTRY = """
+    INSERT INTO notification_log (channel, group_id, firing, resolved, at, expires_at)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (channel, group_id) DO UPDATE SET firing = excluded.firing,
+        resolved = excluded.resolved, at = excluded.at, expires_at = excluded.expires_at
 """
 _INSERT_JOB = """
     INSERT INTO jobs (id, channel, payload, not_before, enqueued_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING
 """
-_SWEEP_DEDUP = f"""
-    DELETE FROM dedup WHERE key IN
-    (SELECT key FROM dedup WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})
+_SWEEP_LOG = f"""
+    DELETE FROM notification_log WHERE (channel, group_id) IN
+    (SELECT channel, group_id FROM notification_log WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})
 """
 _COUNT_ATTEMPT = """
     attempts = attempts + 1,
@@ -110,7 +116,7 @@ class SQLiteStore:
         self._writer = GroupCommitWriter(partial(connect_writer, path, synchronous), name)
         self._reader = Reader(partial(connect_reader, path), name)
         self._recent = RecentNotifications()
-        self._next_sweep = float("-inf")  # when an enqueue next sweeps expired dedup marks
+        self._next_sweep = float("-inf")  # when an enqueue next sweeps expired log entries
 
     async def open(self) -> None:
         """Start the threads and create or migrate the file; ``StoreUnavailable`` if it can't."""
@@ -126,24 +132,25 @@ class SQLiteStore:
         await self._writer.run(_ping)
 
     async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
-        rows = [
-            (
-                job.dedup_key,
-                now + job.dedup_ttl,
-                job.notification.job_id,
-                job.notification.channel,
-                job.notification.model_dump_json(),
-            )
-            for job in jobs
+        # The notifications are encoded here, off the writer thread every write waits for.
+        sends = [
+            None
+            if j.notification is None
+            else (j.notification.job_id, j.notification.model_dump_json())
+            for j in jobs
         ]
         sweep = now >= self._next_sweep
         if sweep:
             self._next_sweep = now + _SWEEP_EVERY
-        result, backlog = await self._writer.run(partial(_enqueue, rows, now, sweep))
+        result, backlog = await self._writer.run(partial(_enqueue, jobs, sends, now, sweep))
         if backlog:
-            self._next_sweep = float("-inf")  # more expired marks wait: the next one sweeps too
+            self._next_sweep = float("-inf")  # more expired entries wait: the next one sweeps too
         stored = set(result.enqueued)
-        self._recent.remember(job.notification for job in jobs if job.notification.job_id in stored)
+        self._recent.remember(
+            job.notification
+            for job in jobs
+            if job.notification is not None and job.notification.job_id in stored
+        )
         return result
 
     async def claim(
@@ -270,27 +277,51 @@ def _fetch_all(
 
 
 def _enqueue(
-    rows: list[tuple[str, float, str, str, str]],
+    jobs: Sequence[PlannedJob],
+    sends: list[tuple[str, str] | None],
     now: float,
     sweep: bool,
     conn: sqlite3.Connection,
 ) -> tuple[EnqueueResult, bool]:
-    """Store the jobs whose marks are absent; with ``sweep``, drop expired marks too.
+    """Each job against its log entry, in order; with ``sweep``, drop expired entries too.
 
-    Also says whether the sweep removed a full batch (more expired marks may wait).
+    ``sends`` holds each job's id and JSON, or None where it has nothing to send.
+
+    Also says whether the sweep removed a full batch (more expired entries may wait).
     """
     enqueued: list[str] = []
     deduplicated = 0
-    for key, expires_at, job_id, channel, payload in rows:
-        # Insert-if-absent: an expired mark is overwritten, a live one stays and wins.
-        if conn.execute(_MARK, (key, expires_at, now)).rowcount == 0:
-            deduplicated += 1
-        elif conn.execute(_INSERT_JOB, (job_id, channel, payload, now, now)).rowcount == 0:
+    for job, send in zip(jobs, sends, strict=True):
+        row = conn.execute(_READ_ENTRY, (job.channel, job.group, now)).fetchone()
+        entry = None if row is None else _entry(*row)
+        if not job.needs_update(entry, now).notify:
+            if send is not None:
+                deduplicated += 1
+            continue
+        conn.execute(
+            _WRITE_ENTRY,
+            (
+                job.channel,
+                job.group,
+                json.dumps(sorted(job.firing)),
+                json.dumps(sorted(job.resolved)),
+                now,
+                now + job.entry_ttl,
+            ),
+        )
+        if send is None:
+            continue  # the entry is updated, nothing is sent
+        job_id, payload = send
+        if conn.execute(_INSERT_JOB, (job_id, job.channel, payload, now, now)).rowcount == 0:
             deduplicated += 1  # this very job is already stored
         else:
             enqueued.append(job_id)
-    swept = conn.execute(_SWEEP_DEDUP, (now,)).rowcount if sweep else 0
+    swept = conn.execute(_SWEEP_LOG, (now,)).rowcount if sweep else 0
     return EnqueueResult(tuple(enqueued), deduplicated), swept >= _SWEEP_BATCH
+
+
+def _entry(firing: str, resolved: str, at: float) -> LogEntry:
+    return LogEntry(frozenset(json.loads(firing)), frozenset(json.loads(resolved)), at)
 
 
 def _claimable(skipping: int) -> str:

@@ -15,7 +15,9 @@ Tables:
   ``release`` clear it). ``jobs_due`` indexes exactly that expression, so claiming,
   ``next_due_at`` and the due counts are index range scans; it also holds the channel,
   so a claim that skips some channels tests each due job without reading its row.
-- ``dedup``: one mark per dedup key with its expiry; an expired mark counts as absent.
+- ``notification_log``: one entry per (channel, group): the fingerprints firing and
+  resolved at the last notification (JSON arrays), its time, and its expiry; an
+  expired entry counts as absent (``notifier.dedup``).
 - ``deliveries``: the delivery log, trimmed to the newest N rows by id.
 - ``threads``: Slack thread refs with their expiry.
 - ``told``: the recipients each job's message already reached, with their expiry.
@@ -24,12 +26,15 @@ Tables:
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 from notifier.store.base import StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -108,8 +113,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX told_expiry ON told (expires_at)",
     ),
+    # The notification log replaces the dedup marks, which hashed the whole routed set
+    # and cannot be turned into entries: they are dropped (MIGRATION_NOTES says what
+    # that costs).
+    (
+        "DROP TABLE dedup",
+        """
+        CREATE TABLE notification_log (
+            channel TEXT NOT NULL,
+            group_id TEXT NOT NULL,
+            firing TEXT NOT NULL,
+            resolved TEXT NOT NULL,
+            at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (channel, group_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX notification_log_expiry ON notification_log (expires_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# What an operator should hear when a file reaches a version, by that version.
+MIGRATION_NOTES = {
+    4: "the old dedup marks were replaced by the notification log: a group notified "
+    "before the upgrade may be notified once more, and if all of it resolves before "
+    "that, its resolution is not sent",
+}
 
 
 def connect_writer(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
@@ -148,10 +177,13 @@ def migrate(conn: sqlite3.Connection) -> None:
     The version is read inside each step's write transaction, so two processes opening
     one new file at once do not both run a step.
     """
+    fresh: bool | None = None  # a new file has nothing to lose in a migration
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:
             version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            if fresh is None:
+                fresh = version == 0
             if version > SCHEMA_VERSION:
                 raise StoreUnavailable(
                     f"the database schema is version {version}, newer than this notifier's "
@@ -164,6 +196,12 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
+            if version + 1 in MIGRATION_NOTES and not fresh:
+                log.warning(
+                    "SQLite store migrated to schema version %d: %s",
+                    version + 1,
+                    MIGRATION_NOTES[version + 1],
+                )
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

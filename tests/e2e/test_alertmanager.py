@@ -218,3 +218,36 @@ async def test_metrics_and_report_after_a_run(stack: Stack) -> None:
     assert throughput is not None and re.search(r"[1-9]", throughput.group(1)), as_text.stdout
     assert re.search(r"critical\s+4 alerts in 4 notifications", as_text.stdout), as_text.stdout
     assert re.search(r"warning\s+2 alerts in 2 notifications", as_text.stdout), as_text.stdout
+
+
+async def test_a_shrinking_group_does_not_re_page_a_channel_without_send_resolved(
+    tmp_path: Path,
+) -> None:
+    """B resolves in the group {A, B}: the channels with send_resolved hear it; the SMS
+    channel (send_resolved off) heard nothing new, so it is not paged with A again."""
+    binary = require_binary("prometheus-alertmanager", "prometheus-alertmanager")
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    a = am_alert("DiskFull", "critical", started)
+    b = am_alert("DiskFull", "critical", started)
+    b["labels"] = {**b["labels"], "instance": "api-2:9100"}
+    async with stand_ins() as local:
+        channels = local.channels()
+        channels[SMS] = {**channels[SMS], "send_resolved": False}
+        config = write_config(tmp_path / "notifier.yaml", channels, SEVERITY_ROUTES)
+        async with running_notifier(config, tmp_path) as notifier:
+            am_config = alertmanager_config(f"{notifier.url}/api/v1/alerts")
+            async with running_alertmanager(binary, am_config, tmp_path / "am") as am:
+                stack = Stack(binary, tmp_path, config, local, notifier, am)
+                await am.post_alerts([a, b])
+                await stack.counts_reach({SMS: 1, SLACK: 1, EMAIL: 1, WEBHOOK: 1})
+                await stack.settle()
+                # Alertmanager may have flushed once between receiving a and b: count on.
+                before = local.counts()
+
+                await am.post_alerts([{**b, "endsAt": rfc3339(datetime.now(UTC))}])
+                await stack.counts_reach({EMAIL: before[EMAIL] + 1, WEBHOOK: before[WEBHOOK] + 1})
+                await stack.settle()
+
+    resolution = local.sink.requests[-1].json()
+    assert sorted(alert["status"] for alert in resolution["alerts"]) == ["firing", "resolved"]
+    assert local.counts()[SMS] == before[SMS]
