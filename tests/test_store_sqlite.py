@@ -7,6 +7,7 @@ with a connection of their own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import subprocess
@@ -186,6 +187,31 @@ async def test_an_op_that_fails_fails_alone_in_its_batch(tmp_path: Path) -> None
         "NoneType"
     ] * 2
     assert query(path, "SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,), (4,), (5,)]
+
+
+async def test_a_bug_outside_the_ops_is_raised_and_logged_not_called_an_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bug.db"
+    bugs = [TypeError("a bug in connect")]
+
+    def connect() -> sqlite3.Connection:
+        if bugs:
+            raise bugs.pop()
+        return sqlite3.connect(path, isolation_level=None)
+
+    writer = GroupCommitWriter(connect, "test db")
+    writer.start()
+    try:
+        with pytest.raises(TypeError, match="a bug in connect"):
+            await writer.run(lambda c: c.execute("CREATE TABLE t (x)"))
+        await writer.run(lambda c: c.execute("CREATE TABLE t (x)"))  # the thread lives on
+    finally:
+        await writer.stop()
+    [logged] = [r for r in caplog.records if r.name == "notifier.store.sqlite_threads"]
+    assert logged.levelno == logging.ERROR and logged.exc_info is not None
+    assert "unexpectedly" in logged.getMessage()
+    assert query(path, "SELECT name FROM sqlite_master") == [("t",)]
 
 
 async def test_unopenable_path_is_unavailable_until_fixed(tmp_path: Path) -> None:
