@@ -213,8 +213,12 @@ class Dispatcher:
         """Jobs claimed as the dispatcher stopped: due again now, for a restart or a replica."""
         now = self._clock()
         for job in jobs:
-            with contextlib.suppress(StoreUnavailable):  # its lease expires instead
+            try:
                 await self._store.release(job.id, not_before=now)
+            except StoreUnavailable as exc:
+                log.warning("could not hand back job %s (%s); its lease will expire", job.id, exc)
+            except Exception:
+                log.exception("handing back job %s failed; its lease will expire", job.id)
 
     async def _claim(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
         return await self._store.claim(limit, self._lease, self._clock(), skip_channels=skip)

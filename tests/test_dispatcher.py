@@ -538,6 +538,30 @@ async def test_stop_during_a_claim_hands_the_claimed_jobs_back() -> None:
     assert (stats.in_flight, stats.due) == (0, 1)  # handed back, due now: not left leased
 
 
+class _ClaimGateReleaseDown(_ClaimGate):
+    """A ``_ClaimGate`` whose store cannot be written once the claim is made."""
+
+    async def release(self, job_id: str, not_before: float) -> None:
+        raise StoreUnavailable("disk I/O error")
+
+
+async def test_a_hand_back_that_fails_on_stop_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    channel = RecordingChannel("hook")
+    store = _ClaimGateReleaseDown()
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    [job_id] = await h.post(make_payload())
+    await h.dispatcher.start()
+    await asyncio.wait_for(store.claiming.wait(), 2.0)
+    stopping = asyncio.create_task(h.dispatcher.stop(grace=1.0))
+    await asyncio.sleep(0)
+    store.gate.set()
+    await asyncio.wait_for(stopping, 5.0)
+    assert channel.calls == []
+    [logged] = [r for r in caplog.records if r.name == "notifier.dispatcher"]
+    assert logged.levelno == logging.WARNING
+    assert job_id in logged.getMessage() and "disk I/O error" in logged.getMessage()
+
+
 def test_channels_must_be_in_the_config() -> None:
     config = config_for_tests({"hook": {}}, everything_to("hook"))
     stray = RecordingChannel("stray")
