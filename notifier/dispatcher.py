@@ -26,9 +26,11 @@ from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
+
 from notifier.channels.base import Channel
 from notifier.config import LoadedConfig
-from notifier.delivery import Clock, Deliverer, Lane, LaneSettings
+from notifier.delivery import Clock, Deliverer, Lane, LaneSettings, Sleep
 from notifier.metrics import Metrics
 from notifier.protection import CircuitState
 from notifier.store.base import ClaimedJob, Store, StoreUnavailable
@@ -40,7 +42,8 @@ _IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall du
 # full lanes came back short, no claim skips them again for this long unless one of them
 # has room again, since each walks their backlog (and wake() comes with every enqueue).
 _NOTHING_DUE_FLOOR = 0.05
-_STORE_DOWN_PAUSE = (0.5, 5.0)  # first and longest pause between failed claims (store down)
+# Between failed claims (store down, or a bug): 0.5 s, then twice as long each time, at most 5 s.
+_CLAIM_WAIT = wait_exponential(multiplier=0.5, max=5.0)
 _CANCEL_GRACE = 5.0  # for cancelled sends to hand their jobs back
 
 
@@ -56,7 +59,10 @@ class Dispatcher:
         workers: int | None = None,
         lease: float | None = None,
         rng: random.Random | None = None,
+        retry_sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """``retry_sleep`` pauses between tries of a failed claim or store write (tests
+        pass one that returns at once)."""
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -64,7 +70,10 @@ class Dispatcher:
         self._lease = lease if lease is not None else config.config.storage.lease.total_seconds()
         if self._workers < 1 or self._lease <= 0:
             raise ValueError("workers must be at least 1 and lease positive")
-        self._deliverer = Deliverer(store, metrics, clock, rng or random.Random())
+        self._deliverer = Deliverer(
+            store, metrics, clock, rng or random.Random(), sleep=retry_sleep
+        )
+        self._retry_sleep = retry_sleep
         self._lanes: dict[str, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
@@ -151,7 +160,6 @@ class Dispatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        failures = 0  # claims failed in a row
         while not self._stopping:
             self._wakeup.clear()
             limit, full = self._room()
@@ -162,20 +170,10 @@ class Dispatcher:
                 await self._woken(self._looked_until - loop.time())
                 continue
             try:
-                jobs = await self._claim(limit, full)
-            except Exception as exc:
-                # Whatever went wrong, the loop must outlive it: a dead claim loop would
-                # leave the receiver answering 202 for jobs that nothing ever delivers.
-                failures += 1
-                first, longest = _STORE_DOWN_PAUSE
-                pause = min(first * 2 ** (failures - 1), longest)
-                if isinstance(exc, StoreUnavailable):
-                    log.warning("store unavailable while claiming (%s); again in %.1fs", exc, pause)
-                else:
-                    log.exception("claiming jobs failed unexpectedly; again in %.1fs", pause)
-                await asyncio.sleep(pause)
-                continue
-            failures = 0
+                jobs = await self._claim_until_it_works(limit, full)
+            except Exception as exc:  # the claims failed until stop() was asked
+                log.warning("claiming jobs failed as the dispatcher stopped: %r", exc)
+                return
             if self._stopping:
                 await self._hand_back(jobs)
                 return
@@ -219,6 +217,22 @@ class Dispatcher:
                 log.warning("could not hand back job %s (%s); its lease will expire", job.id, exc)
             except Exception:
                 log.exception("handing back job %s failed; its lease will expire", job.id)
+
+    async def _claim_until_it_works(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
+        """Claim, trying again after any failure until a claim works or stop() is asked.
+
+        Whatever went wrong, the loop must outlive it: a dead claim loop would leave the
+        receiver answering 202 for jobs that nothing ever delivers. The room counted
+        before the first try only grows while it pauses (sends finish), so it still holds.
+        """
+        retrying = AsyncRetrying(
+            stop=lambda _: self._stopping,
+            wait=_CLAIM_WAIT,
+            sleep=self._retry_sleep,
+            before_sleep=_log_failed_claim,
+            reraise=True,
+        )
+        return await retrying(self._claim, limit, skip)
 
     async def _claim(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
         return await self._store.claim(limit, self._lease, self._clock(), skip_channels=skip)
@@ -283,6 +297,15 @@ class Dispatcher:
         for gauge in (self._metrics.circuit_state, self._metrics.rate_limit_utilisation):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
+
+
+def _log_failed_claim(state: RetryCallState) -> None:
+    error = None if state.outcome is None else state.outcome.exception()
+    pause = 0.0 if state.next_action is None else state.next_action.sleep
+    if isinstance(error, StoreUnavailable):
+        log.warning("store unavailable while claiming (%s); again in %.1fs", error, pause)
+    else:
+        log.error("claiming jobs failed unexpectedly; again in %.1fs", pause, exc_info=error)
 
 
 def _let_go(sends: set[str], job_id: str, _task: asyncio.Task[None]) -> None:

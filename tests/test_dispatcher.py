@@ -23,7 +23,7 @@ from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
 from notifier.metrics import Metrics
 from notifier.payload import WebhookPayload
-from notifier.store.base import StoreUnavailable
+from notifier.store.base import DeliveryRecord, StoreUnavailable
 from notifier.store.memory import MemoryStore
 from notifier.testing import ManualClock, RecordingChannel, config_for_tests, make_payload
 
@@ -48,6 +48,7 @@ class Harness:
         self.store = store or MemoryStore()
         self.metrics = Metrics()
         self.channels = {c.name: c for c in channels}
+        self.pauses: list[float] = []  # between tries of a failed claim or store write
         self.dispatcher = Dispatcher(
             self.store,
             self.channels,
@@ -56,8 +57,14 @@ class Harness:
             clock=self.clock,
             workers=workers,
             rng=random.Random(1),
+            retry_sleep=self._pause,
         )
         self._ids = itertools.count(1)
+
+    async def _pause(self, seconds: float) -> None:
+        """Note the pause and let the loop run, without waiting it out."""
+        self.pauses.append(seconds)
+        await asyncio.sleep(0)
 
     async def post(self, payload: WebhookPayload) -> tuple[str, ...]:
         now = self.clock()
@@ -475,9 +482,11 @@ class _FailingClaimsAtFirst(MemoryStore):
         return await super().claim(limit, lease, now, skip_channels)
 
 
-async def test_claim_loop_survives_an_unavailable_store() -> None:
+async def test_claim_loop_survives_an_unavailable_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     channel = RecordingChannel("hook")
-    store = _FailingClaimsAtFirst(1, StoreUnavailable("database is locked"))
+    store = _FailingClaimsAtFirst(3, StoreUnavailable("database is locked"))
     h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
     await h.post(make_payload())
     await h.dispatcher.start()
@@ -487,6 +496,25 @@ async def test_claim_loop_survives_an_unavailable_store() -> None:
         await h.dispatcher.stop(grace=1.0)
     assert store.failures == 0
     assert len(channel.sent) == 1
+    assert h.pauses == [0.5, 1.0, 2.0]  # twice as long after each failure in a row
+    warnings = [r.getMessage() for r in caplog.records if r.name == "notifier.dispatcher"]
+    assert warnings == [
+        f"store unavailable while claiming (database is locked); again in {pause:.1f}s"
+        for pause in h.pauses
+    ]
+
+
+async def test_claim_pauses_stop_growing_at_five_seconds() -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingClaimsAtFirst(6, StoreUnavailable("database is locked"))
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    try:
+        await channel.wait_for_deliveries(1, timeout=3.0)
+    finally:
+        await h.dispatcher.stop(grace=1.0)
+    assert h.pauses == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
 
 async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCaptureFixture) -> None:
@@ -501,7 +529,70 @@ async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCapture
         await h.dispatcher.stop(grace=1.0)
     assert store.failures == 0
     assert len(channel.sent) == 1
-    assert any("claiming jobs failed unexpectedly" in r.getMessage() for r in caplog.records)
+    [logged] = [r for r in caplog.records if r.name == "notifier.dispatcher"]
+    assert "claiming jobs failed unexpectedly" in logged.getMessage()
+    assert logged.exc_info is not None  # a bug is logged with its traceback
+
+
+async def test_stop_ends_a_claim_loop_whose_claims_keep_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingClaimsAtFirst(10**9, StoreUnavailable("disk I/O error"))
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    for _ in range(100):  # bounded: a few loop turns give the first failures
+        await asyncio.sleep(0)
+    assert h.pauses
+    await asyncio.wait_for(h.dispatcher.stop(grace=1.0), 2.0)
+    assert channel.calls == []
+    last = [r.getMessage() for r in caplog.records if r.name == "notifier.dispatcher"][-1]
+    assert last.startswith("claiming jobs failed as the dispatcher stopped")
+
+
+class _FailingWritesAtFirst(MemoryStore):
+    """A MemoryStore whose first ``failures`` completions raise ``StoreUnavailable``."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def complete(self, record: DeliveryRecord) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("disk I/O error")
+        await super().complete(record)
+
+
+async def test_an_outcome_write_is_tried_again_while_the_store_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingWritesAtFirst(2)
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert await h.outcomes("hook") == ["delivered"]
+    assert (await store.stats(h.clock())).queued == 0
+    assert h.pauses == [0.5, 1.0]
+    logged = [r for r in caplog.records if r.name == "notifier.delivery" and "store" in r.message]
+    assert [r.levelno for r in logged] == [logging.WARNING] * 2
+
+
+async def test_an_outcome_write_gives_up_after_four_tries_and_leaves_the_lease(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingWritesAtFirst(4)
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert store.failures == 0 and h.pauses == [0.5, 1.0, 2.0]
+    assert await h.outcomes("hook") == []
+    assert (await store.stats(h.clock())).in_flight == 1  # delivered again once the lease ends
+    [gave_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "not recorded" in gave_up.getMessage()
 
 
 class _ClaimGate(MemoryStore):
