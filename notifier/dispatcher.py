@@ -8,8 +8,9 @@ single job is ``notifier.delivery``'s business: this module never sends, renders
 decides retries.
 
 No channel has more than its ``max_in_flight`` sends running, so a peer that hangs cannot
-hold every worker: a claim skips the channels at their cap and takes no more jobs than
-the fullest of the other lanes has room for, whichever channels those jobs are for.
+hold every worker: a claim gives each channel its own share, the room its lane has left
+(none for a lane at its cap), and takes up to the free workers in all. A channel near its
+cap limits only its own jobs, never the size of a claim for the others.
 
 A claim is a lease: a job whose worker dies, or whose outcome cannot be written, is
 claimed again when the lease expires. Delivery is at-least-once.
@@ -38,9 +39,9 @@ from notifier.store.base import ClaimedJob, Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 _IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall due
-# When the store says "due now" yet hands out nothing. Also: after a claim that skipped
-# full lanes came back short, no claim skips them again for this long unless one of them
-# has room again, since each walks their backlog (and wake() comes with every enqueue).
+# When the store says "due now" yet hands out nothing. Also: after a claim came back short
+# with some lanes full, no claim passes over their jobs again for this long unless one of
+# them has room again, since each walks their backlog (and wake() comes with every enqueue).
 _NOTHING_DUE_FLOOR = 0.05
 # Between failed claims (store down, or a bug): 0.5 s, then twice as long each time, at most 5 s.
 _CLAIM_WAIT = wait_exponential(multiplier=0.5, max=5.0)
@@ -77,7 +78,7 @@ class Dispatcher:
         self._lanes: dict[str, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
-        # The full lanes the last short claim skipped, and until when (loop time) its
+        # The lanes full after the last short claim, and until when (loop time) its
         # finding holds: no other channel had a job due.
         self._looked_past: frozenset[str] = frozenset()
         self._looked_until = 0.0
@@ -149,8 +150,8 @@ class Dispatcher:
         """
         async with asyncio.timeout(timeout):
             while True:
-                limit, full = self._room()
-                jobs = await self._claim(limit, full) if limit > 0 else []
+                limit, shares = self._room()
+                jobs = await self._claim(limit, shares) if limit > 0 else []
                 self._spawn(jobs)
                 if jobs and len(jobs) == limit:
                     continue  # there may be more for the lanes that still have room
@@ -162,15 +163,15 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wakeup.clear()
-            limit, full = self._room()
+            limit, shares = self._room()
             if limit <= 0:
                 await self._woken(None)
                 continue
-            if self._looked_past.issubset(full) and loop.time() < self._looked_until:
+            if self._looked_past.issubset(self._full_lanes()) and loop.time() < self._looked_until:
                 await self._woken(self._looked_until - loop.time())
                 continue
             try:
-                jobs = await self._claim_until_it_works(limit, full)
+                jobs = await self._claim_until_it_works(limit, shares)
             except Exception as exc:  # the claims failed until stop() was asked
                 log.warning("claiming jobs failed as the dispatcher stopped: %r", exc)
                 return
@@ -179,8 +180,10 @@ class Dispatcher:
                 return
             self._spawn(jobs)
             if len(jobs) < limit:
+                # Every lane with room left got all its due jobs; the full ones may have more.
+                full = self._full_lanes()
                 if full:
-                    self._looked_past = frozenset(full)
+                    self._looked_past = full
                     self._looked_until = loop.time() + _NOTHING_DUE_FLOOR
                 await self._idle(nothing_claimed=not jobs)
 
@@ -190,22 +193,29 @@ class Dispatcher:
             async with asyncio.timeout(within):
                 await self._wakeup.wait()
 
-    def _room(self) -> tuple[int, list[str]]:
-        """How many jobs the next claim may take, and the channels it must skip.
+    def _room(self) -> tuple[int, dict[str, int]]:
+        """How many jobs the next claim may take in all, and each channel's share of them.
 
-        Skipped: the lanes at their ``max_in_flight``. The limit is the free workers, and
-        no more than the least room left in any other lane, so one claim cannot overfill
-        a lane; 0 when every lane is full.
+        A lane's share is the room left under its ``max_in_flight`` (0 at its cap), so one
+        claim cannot overfill a lane. The limit is the free workers, and no more than the
+        lanes' room together: 0 when every lane is full. Only the shares below the limit
+        are given; the others cannot bind.
         """
+        rooms = {
+            name: max(0, lane.settings.max_in_flight - len(lane.sends))
+            for name, lane in self._lanes.items()
+        }
         limit = self._workers - len(self._tasks)
-        full = []
-        for name, lane in self._lanes.items():
-            room = lane.settings.max_in_flight - len(lane.sends)
-            if room > 0:
-                limit = min(limit, room)
-            else:
-                full.append(name)
-        return (0 if full and len(full) == len(self._lanes) else limit), full
+        if rooms:
+            limit = min(limit, sum(rooms.values()))
+        return limit, {name: room for name, room in rooms.items() if room < limit}
+
+    def _full_lanes(self) -> frozenset[str]:
+        return frozenset(
+            name
+            for name, lane in self._lanes.items()
+            if len(lane.sends) >= lane.settings.max_in_flight
+        )
 
     async def _hand_back(self, jobs: Sequence[ClaimedJob]) -> None:
         """Jobs claimed as the dispatcher stopped: due again now, for a restart or a replica."""
@@ -218,7 +228,9 @@ class Dispatcher:
             except Exception:
                 log.exception("handing back job %s failed; its lease will expire", job.id)
 
-    async def _claim_until_it_works(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
+    async def _claim_until_it_works(
+        self, limit: int, shares: Mapping[str, int]
+    ) -> list[ClaimedJob]:
         """Claim, trying again after any failure until a claim works or stop() is asked.
 
         Whatever went wrong, the loop must outlive it: a dead claim loop would leave the
@@ -232,10 +244,10 @@ class Dispatcher:
             before_sleep=_log_failed_claim,
             reraise=True,
         )
-        return await retrying(self._claim, limit, skip)
+        return await retrying(self._claim, limit, shares)
 
-    async def _claim(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
-        return await self._store.claim(limit, self._lease, self._clock(), skip_channels=skip)
+    async def _claim(self, limit: int, shares: Mapping[str, int]) -> list[ClaimedJob]:
+        return await self._store.claim(limit, self._lease, self._clock(), channel_limits=shares)
 
     async def _idle(self, *, nothing_claimed: bool) -> None:
         """Sleep until woken, until the store signals work, or until the next job falls due."""

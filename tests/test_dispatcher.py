@@ -12,7 +12,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -322,11 +322,71 @@ async def test_a_hanging_channel_holds_at_most_its_share_of_the_workers() -> Non
     assert (await h.store.stats(h.clock())).queued == 8  # all handed back on stop
 
 
-class _IgnoresSkips(MemoryStore):
-    """Hands out every due job, as Redis does for jobs stored before it kept their channel."""
+class _CountingClaims(MemoryStore):
+    """A MemoryStore that counts its claims."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
+    ) -> list[Any]:
+        self.claims += 1
+        return await super().claim(limit, lease, now, channel_limits)
+
+
+@pytest.mark.parametrize(
+    ("hung", "trickle"),
+    [
+        pytest.param(1, {}, id="a-channel-one-send-below-its-cap"),
+        pytest.param(0, {"max_in_flight": 1}, id="an-idle-channel-with-a-cap-of-one"),
+    ],
+)
+async def test_a_channel_with_little_room_does_not_shrink_the_others_claims(
+    hung: int, trickle: dict[str, Any]
+) -> None:
+    """Each channel has its own share of a claim: 500 jobs for a healthy channel take a
+    few claims of up to its ``max_in_flight``, not one claim per job."""
+    slow = RecordingChannel("slow", delay=math.inf)
+    ok = RecordingChannel("ok")
+    config = config_for_tests(
+        {"slow": {"max_in_flight": 2, **trickle}, "ok": {}},
+        [
+            {"name": "db", "matchers": ['team="db"'], "channels": ["slow"]},
+            {"name": "rest", "channels": ["ok"]},
+        ],
+    )
+    store = _CountingClaims()
+    h = Harness(config, [slow, ok], workers=256, store=store)  # ok: up to 128 at once
+    for index in range(hung):
+        await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))
+    for index in range(500):
+        await h.post(make_payload(alertname=f"Web{index}"))
+
+    await h.dispatcher.start()
+    try:
+        await ok.wait_for_deliveries(500, timeout=10.0)
+    finally:
+        await h.dispatcher.stop(grace=0.05)
+    assert len(slow.calls) == hung
+    assert store.claims <= 10, store.claims  # 500 / 128 rounded up, and a few that find none
+
+
+class _IgnoresSkips(MemoryStore):
+    """Hands out every due job whatever the shares, as Redis does for jobs stored before it
+    kept their channel."""
+
+    async def claim(
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[Any]:
         return await super().claim(limit, lease, now)
 
@@ -474,12 +534,16 @@ class _FailingClaimsAtFirst(MemoryStore):
         self.error = error
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[Any]:
         if self.failures:
             self.failures -= 1
             raise self.error
-        return await super().claim(limit, lease, now, skip_channels)
+        return await super().claim(limit, lease, now, channel_limits)
 
 
 async def test_claim_loop_survives_an_unavailable_store(
@@ -605,9 +669,13 @@ class _ClaimGate(MemoryStore):
         self.gate = asyncio.Event()
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[Any]:
-        jobs = await super().claim(limit, lease, now, skip_channels)
+        jobs = await super().claim(limit, lease, now, channel_limits)
         self.claiming.set()
         await self.gate.wait()  # leased, not yet handed to the dispatcher
         return jobs
