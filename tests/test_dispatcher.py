@@ -377,7 +377,7 @@ async def test_a_channel_with_little_room_does_not_shrink_the_others_claims(
     assert store.claims <= 10, store.claims  # 500 / 128 rounded up, and a few that find none
 
 
-class _IgnoresSkips(MemoryStore):
+class _IgnoresShares(MemoryStore):
     """Hands out every due job whatever the shares, as Redis does for jobs stored before it
     kept their channel."""
 
@@ -394,7 +394,7 @@ class _IgnoresSkips(MemoryStore):
 async def test_a_job_for_a_full_lane_is_handed_back_unattempted() -> None:
     hung = RecordingChannel("hung", delay=math.inf)
     ok = RecordingChannel("ok")
-    store = _IgnoresSkips()
+    store = _IgnoresShares()
     h = Harness(hung_and_ok({"max_in_flight": 1}), [hung, ok], workers=4, store=store)
     for index in range(3):
         await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))
