@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 _IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall due
 # When the store says "due now" yet hands out nothing. Also: after a claim came back short
-# with some lanes full, no claim passes over their jobs again for this long unless one of
-# them has room again, since each walks their backlog (and wake() comes with every enqueue).
+# with some lanes full, the claims for this long count only those lanes' room, since the
+# others had nothing due: a claim that counted them would walk the full lanes' backlog
+# past their shares (wake() comes with every enqueue, so it cannot be the signal).
 _NOTHING_DUE_FLOOR = 0.05
 # Between failed claims (store down, or a bug): 0.5 s, then twice as long each time, at most 5 s.
 _CLAIM_WAIT = wait_exponential(multiplier=0.5, max=5.0)
@@ -79,7 +80,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         # The lanes full after the last short claim, and until when (loop time) its
-        # finding holds: no other channel had a job due.
+        # finding holds: no other lane had a job due.
         self._looked_past: frozenset[str] = frozenset()
         self._looked_until = 0.0
         self._stopping = False
@@ -163,12 +164,10 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self._wakeup.clear()
-            limit, shares = self._room()
+            narrowed = loop.time() < self._looked_until
+            limit, shares = self._room(self._looked_past if narrowed else None)
             if limit <= 0:
-                await self._woken(None)
-                continue
-            if self._looked_past.issubset(self._full_lanes()) and loop.time() < self._looked_until:
-                await self._woken(self._looked_until - loop.time())
+                await self._woken(self._looked_until - loop.time() if narrowed else None)
                 continue
             try:
                 jobs = await self._claim_until_it_works(limit, shares)
@@ -181,8 +180,9 @@ class Dispatcher:
             self._spawn(jobs)
             if len(jobs) < limit:
                 # Every lane with room left got all its due jobs; the full ones may have more.
+                # Only a claim that counted every lane may say so, so none is left out long.
                 full = self._full_lanes()
-                if full:
+                if full and not narrowed:
                     self._looked_past = full
                     self._looked_until = loop.time() + _NOTHING_DUE_FLOOR
                 await self._idle(nothing_claimed=not jobs)
@@ -193,13 +193,13 @@ class Dispatcher:
             async with asyncio.timeout(within):
                 await self._wakeup.wait()
 
-    def _room(self) -> tuple[int, dict[str, int]]:
+    def _room(self, among: frozenset[str] | None = None) -> tuple[int, dict[str, int]]:
         """How many jobs the next claim may take in all, and each channel's share of them.
 
         A lane's share is the room left under its ``max_in_flight`` (0 at its cap), so one
         claim cannot overfill a lane. The limit is the free workers, and no more than the
-        lanes' room together: 0 when every lane is full. Only the shares below the limit
-        are given; the others cannot bind.
+        room of the lanes together (of those ``among``, when given): 0 when they are all
+        full. Only the shares below the limit are given; the others cannot bind.
         """
         rooms = {
             name: max(0, lane.settings.max_in_flight - len(lane.sends))
@@ -207,7 +207,8 @@ class Dispatcher:
         }
         limit = self._workers - len(self._tasks)
         if rooms:
-            limit = min(limit, sum(rooms.values()))
+            counted = rooms.values() if among is None else (rooms.get(n, 0) for n in among)
+            limit = min(limit, sum(counted))
         return limit, {name: room for name, room in rooms.items() if room < limit}
 
     def _full_lanes(self) -> frozenset[str]:
