@@ -41,12 +41,12 @@ from notifier.config import LoadedConfig
 from notifier.durations import format_duration
 from notifier.metrics import CIRCUIT_STATES, Metrics
 from notifier.protection import CircuitBreaker, RateLimiter
+from notifier.retrying import Sleep, first_then_retrying
 from notifier.store.base import ClaimedJob, DeliveryRecord, Outcome, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 # Writing an outcome while the store is unreachable: this many tries, pausing 0.5 s, then
 # twice as long each time, at most 2 s. After the last one the job stays leased and is
@@ -355,9 +355,7 @@ class Deliverer:
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await write()
+            await first_then_retrying(write, retrying)
         except StoreUnavailable as exc:
             log.error(
                 "store unavailable, outcome of job %s not recorded (%s); it stays leased"

@@ -31,9 +31,10 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from notifier.channels.base import Channel
 from notifier.config import LoadedConfig
-from notifier.delivery import Clock, Deliverer, Lane, LaneSettings, Sleep
+from notifier.delivery import Clock, Deliverer, Lane, LaneSettings
 from notifier.metrics import Metrics
 from notifier.protection import CircuitState
+from notifier.retrying import Sleep, first_then_retrying
 from notifier.store.base import ClaimedJob, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,7 @@ class Dispatcher:
             before_sleep=_log_failed_claim,
             reraise=True,
         )
-        return await retrying(self._claim, limit, shares)
+        return await first_then_retrying(partial(self._claim, limit, shares), retrying)
 
     async def _claim(self, limit: int, shares: Mapping[str, int]) -> list[ClaimedJob]:
         return await self._store.claim(limit, self._lease, self._clock(), channel_limits=shares)
