@@ -3,9 +3,9 @@
 A plain formula, not a tenacity loop: a delivery retry must survive a restart (and may
 be taken by another replica), so it is a job rescheduled in the store with a
 ``not_before``, not a loop held in one process's memory. tenacity runs only the
-in-process retries (a store write, a claim). The jitter is drawn from an injected
-``random.Random`` so a test can seed it without touching global state. Pure: no
-sleeping, no clock; the dispatcher adds the result to its own ``now``.
+in-process retries (a store write, a claim: ``notifier.retrying``). The jitter is drawn
+from an injected ``random.Random`` so a test can seed it without touching global state.
+Pure: no sleeping, no clock; the dispatcher adds the result to its own ``now``.
 """
 
 from __future__ import annotations
