@@ -1,17 +1,16 @@
 """How long to wait before the next delivery attempt: exponential backoff, full jitter, Retry-After.
 
-The exponential ceiling comes from tenacity's ``wait_exponential`` (the same ceiling its
-``wait_random_exponential`` draws under); the full jitter is drawn here from an injected
-``random.Random`` because tenacity's random strategies use the module-global generator,
-which a test cannot seed without touching global state. Pure: no sleeping, no clock;
-the dispatcher adds the result to its own ``now``.
+A plain formula, not a tenacity loop: a delivery retry must survive a restart (and may
+be taken by another replica), so it is a job rescheduled in the store with a
+``not_before``, not a loop held in one process's memory. tenacity runs only the
+in-process retries (a store write, a claim: ``notifier.retrying``). The jitter is drawn
+from an injected ``random.Random`` so a test can seed it without touching global state.
+Pure: no sleeping, no clock; the dispatcher adds the result to its own ``now``.
 """
 
 from __future__ import annotations
 
 import random
-
-from tenacity import RetryCallState, Retrying, wait_exponential
 
 
 def backoff_delay(
@@ -29,9 +28,10 @@ def backoff_delay(
     """
     if attempt < 1:
         raise ValueError(f"attempt counts from 1, got {attempt!r}")
-    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
-    state.attempt_number = attempt
-    ceiling = wait_exponential(multiplier=initial, max=maximum)(state)
+    try:
+        ceiling = min(maximum, initial * 2.0 ** (attempt - 1))
+    except OverflowError:  # an attempt count in the thousands: far past any maximum
+        ceiling = maximum
     delay = rng.uniform(0.0, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)

@@ -3,8 +3,9 @@
 For a single attempt this module decides delivered / rescheduled with backoff /
 dead-lettered / handed back unattempted, writes that outcome to the store as a
 ``DeliveryRecord`` and counts it in the metrics. It does not claim jobs, choose what runs
-next or bound concurrency (the dispatcher does), and it never retries in a loop: a retry
-is a job rescheduled in the store. Error texts are ``str()`` of our ``DeliveryError``s,
+next or bound concurrency (the dispatcher does), and it never retries a send in a loop: a
+retry is a job rescheduled in the store (only the write of an outcome is tried again, with
+tenacity, while the store is briefly down). Error texts are ``str()`` of our ``DeliveryError``s,
 which never hold a secret; an unexpected exception from a channel is logged here with its
 traceback and recorded only by its type name.
 """
@@ -18,6 +19,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from notifier.backoff import backoff_delay
 from notifier.channels.base import (
@@ -31,15 +41,18 @@ from notifier.config import LoadedConfig
 from notifier.durations import format_duration
 from notifier.metrics import CIRCUIT_STATES, Metrics
 from notifier.protection import CircuitBreaker, RateLimiter
+from notifier.retrying import Sleep, first_then_retrying
 from notifier.store.base import ClaimedJob, DeliveryRecord, Outcome, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-# Pauses between attempts to write an outcome while the store is unreachable. After the
-# last one the job stays leased and is delivered again when its lease expires.
-_STORE_PAUSES = (0.5, 1.0, 2.0)
+# Writing an outcome while the store is unreachable: this many tries, pausing 0.5 s, then
+# twice as long each time, at most 2 s. After the last one the job stays leased and is
+# delivered again when its lease expires.
+_STORE_TRIES = 4
+_STORE_WAIT = wait_exponential(multiplier=0.5, max=2.0)
 _PUT_BACK_DELAY = 0.05  # a job its lane had no room for is due again after this
 
 
@@ -169,11 +182,20 @@ def _age(seconds: float) -> str:
 class Deliverer:
     """Runs one attempt of one claimed job and records its outcome; never raises but on cancel."""
 
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock, rng: random.Random) -> None:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+        rng: random.Random,
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._rng = rng
+        self._sleep = sleep  # between tries of a store write
 
     async def run(self, job: ClaimedJob, lane: Lane | None) -> None:
         if lane is None:
@@ -331,20 +353,26 @@ class Deliverer:
 
     async def _write(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
         """One store write, retried while the store is briefly unreachable."""
-        for pause in (*_STORE_PAUSES, None):
-            try:
-                await write()
-                return
-            except StoreUnavailable as exc:
-                if pause is None:
-                    log.error(
-                        "store unavailable, outcome of job %s not recorded (%s); it stays leased"
-                        " and will be tried again when the lease expires",
-                        job_id,
-                        exc,
-                    )
-                    return
-                log.warning(
-                    "store unavailable recording job %s (%s); again in %.1fs", job_id, exc, pause
-                )
-                await asyncio.sleep(pause)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            stop=stop_after_attempt(_STORE_TRIES),
+            wait=_STORE_WAIT,
+            sleep=self._sleep,
+            before_sleep=partial(_log_store_retry, job_id),
+            reraise=True,
+        )
+        try:
+            await first_then_retrying(write, retrying)
+        except StoreUnavailable as exc:
+            log.error(
+                "store unavailable, outcome of job %s not recorded (%s); it stays leased"
+                " and will be tried again when the lease expires",
+                job_id,
+                exc,
+            )
+
+
+def _log_store_retry(job_id: str, state: RetryCallState) -> None:
+    error = None if state.outcome is None else state.outcome.exception()
+    pause = 0.0 if state.next_action is None else state.next_action.sleep
+    log.warning("store unavailable recording job %s (%s); again in %.1fs", job_id, error, pause)

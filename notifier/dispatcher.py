@@ -8,8 +8,9 @@ single job is ``notifier.delivery``'s business: this module never sends, renders
 decides retries.
 
 No channel has more than its ``max_in_flight`` sends running, so a peer that hangs cannot
-hold every worker: a claim skips the channels at their cap and takes no more jobs than
-the fullest of the other lanes has room for, whichever channels those jobs are for.
+hold every worker: a claim gives each channel its own share, the room its lane has left
+(none for a lane at its cap), and takes up to the free workers in all. A channel near its
+cap limits only its own jobs, never the size of a claim for the others.
 
 A claim is a lease: a job whose worker dies, or whose outcome cannot be written, is
 claimed again when the lease expires. Delivery is at-least-once.
@@ -26,21 +27,26 @@ from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
+
 from notifier.channels.base import Channel
 from notifier.config import LoadedConfig
 from notifier.delivery import Clock, Deliverer, Lane, LaneSettings
 from notifier.metrics import Metrics
 from notifier.protection import CircuitState
+from notifier.retrying import Sleep, first_then_retrying
 from notifier.store.base import ClaimedJob, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 _IDLE_CAP = 1.0  # longest sleep between claims when nothing is known to fall due
-# When the store says "due now" yet hands out nothing. Also: after a claim that skipped
-# full lanes came back short, no claim skips them again for this long unless one of them
-# has room again, since each walks their backlog (and wake() comes with every enqueue).
+# When the store says "due now" yet hands out nothing. Also: after a claim came back short
+# with some lanes full, the claims for this long count only those lanes' room, since the
+# others had nothing due: a claim that counted them would walk the full lanes' backlog
+# past their shares (wake() comes with every enqueue, so it cannot be the signal).
 _NOTHING_DUE_FLOOR = 0.05
-_STORE_DOWN_PAUSE = (0.5, 5.0)  # first and longest pause between failed claims (store down)
+# Between failed claims (store down, or a bug): 0.5 s, then twice as long each time, at most 5 s.
+_CLAIM_WAIT = wait_exponential(multiplier=0.5, max=5.0)
 _CANCEL_GRACE = 5.0  # for cancelled sends to hand their jobs back
 
 
@@ -56,7 +62,10 @@ class Dispatcher:
         workers: int | None = None,
         lease: float | None = None,
         rng: random.Random | None = None,
+        retry_sleep: Sleep = asyncio.sleep,
     ) -> None:
+        """``retry_sleep`` pauses between tries of a failed claim or store write (tests
+        pass one that returns at once)."""
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -64,12 +73,15 @@ class Dispatcher:
         self._lease = lease if lease is not None else config.config.storage.lease.total_seconds()
         if self._workers < 1 or self._lease <= 0:
             raise ValueError("workers must be at least 1 and lease positive")
-        self._deliverer = Deliverer(store, metrics, clock, rng or random.Random())
+        self._deliverer = Deliverer(
+            store, metrics, clock, rng or random.Random(), sleep=retry_sleep
+        )
+        self._retry_sleep = retry_sleep
         self._lanes: dict[str, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         # The full lanes the last short claim skipped, and until when (loop time) its
-        # finding holds: no other channel had a job due.
+        # finding holds: no other lane had a job due.
         self._short_claim_skipped: frozenset[str] = frozenset()
         self._nothing_else_due_until = 0.0
         self._stopping = False
@@ -147,8 +159,8 @@ class Dispatcher:
         """
         async with asyncio.timeout(timeout):
             while True:
-                limit, full = self._room()
-                jobs = await self._claim(limit, full) if limit > 0 else []
+                limit, shares = self._room()
+                jobs = await self._claim(limit, shares) if limit > 0 else []
                 self._spawn(jobs)
                 if jobs and len(jobs) == limit:
                     continue  # there may be more for the lanes that still have room
@@ -158,41 +170,28 @@ class Dispatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        failures = 0  # claims failed in a row
         while not self._stopping:
             self._wakeup.clear()
-            limit, full = self._room()
+            narrowed = loop.time() < self._nothing_else_due_until
+            limit, shares = self._room(self._short_claim_skipped if narrowed else None)
             if limit <= 0:
-                await self._woken(None)
-                continue
-            if (
-                self._short_claim_skipped.issubset(full)
-                and loop.time() < self._nothing_else_due_until
-            ):
-                await self._woken(self._nothing_else_due_until - loop.time())
+                await self._woken(self._nothing_else_due_until - loop.time() if narrowed else None)
                 continue
             try:
-                jobs = await self._claim(limit, full)
-            except Exception as exc:
-                # Whatever went wrong, the loop must outlive it: a dead claim loop would
-                # leave the receiver answering 202 for jobs that nothing ever delivers.
-                failures += 1
-                first, longest = _STORE_DOWN_PAUSE
-                pause = min(first * 2 ** (failures - 1), longest)
-                if isinstance(exc, StoreUnavailable):
-                    log.warning("store unavailable while claiming (%s); again in %.1fs", exc, pause)
-                else:
-                    log.exception("claiming jobs failed unexpectedly; again in %.1fs", pause)
-                await asyncio.sleep(pause)
-                continue
-            failures = 0
+                jobs = await self._claim_until_it_works(limit, shares)
+            except Exception as exc:  # the claims failed until stop() was asked
+                log.warning("claiming jobs failed as the dispatcher stopped: %r", exc)
+                return
             if self._stopping:
                 await self._hand_back(jobs)
                 return
             self._spawn(jobs)
             if len(jobs) < limit:
-                if full:
-                    self._short_claim_skipped = frozenset(full)
+                # Every lane with room left got all its due jobs; the full ones may have more.
+                # Only a claim that counted every lane may say so, so none is left out long.
+                full = self._full_lanes()
+                if full and not narrowed:
+                    self._short_claim_skipped = full
                     self._nothing_else_due_until = loop.time() + _NOTHING_DUE_FLOOR
                 await self._idle(nothing_claimed=not jobs)
 
@@ -202,32 +201,62 @@ class Dispatcher:
             async with asyncio.timeout(within):
                 await self._wakeup.wait()
 
-    def _room(self) -> tuple[int, list[str]]:
-        """How many jobs the next claim may take, and the channels it must skip.
+    def _room(self, among: frozenset[str] | None = None) -> tuple[int, dict[str, int]]:
+        """How many jobs the next claim may take in all, and each channel's share of them.
 
-        Skipped: the lanes at their ``max_in_flight``. The limit is the free workers, and
-        no more than the least room left in any other lane, so one claim cannot overfill
-        a lane; 0 when every lane is full.
+        A lane's share is the room left under its ``max_in_flight`` (0 at its cap), so one
+        claim cannot overfill a lane. The limit is the free workers, and no more than the
+        room of the lanes together (of those ``among``, when given): 0 when they are all
+        full. Only the shares below the limit are given; the others cannot bind.
         """
+        rooms = {
+            name: max(0, lane.settings.max_in_flight - len(lane.sends))
+            for name, lane in self._lanes.items()
+        }
         limit = self._workers - len(self._tasks)
-        full = []
-        for name, lane in self._lanes.items():
-            room = lane.settings.max_in_flight - len(lane.sends)
-            if room > 0:
-                limit = min(limit, room)
-            else:
-                full.append(name)
-        return (0 if full and len(full) == len(self._lanes) else limit), full
+        if rooms:
+            counted = rooms.values() if among is None else (rooms.get(n, 0) for n in among)
+            limit = min(limit, sum(counted))
+        return limit, {name: room for name, room in rooms.items() if room < limit}
+
+    def _full_lanes(self) -> frozenset[str]:
+        return frozenset(
+            name
+            for name, lane in self._lanes.items()
+            if len(lane.sends) >= lane.settings.max_in_flight
+        )
 
     async def _hand_back(self, jobs: Sequence[ClaimedJob]) -> None:
         """Jobs claimed as the dispatcher stopped: due again now, for a restart or a replica."""
         now = self._clock()
         for job in jobs:
-            with contextlib.suppress(StoreUnavailable):  # its lease expires instead
+            try:
                 await self._store.release(job.id, not_before=now)
+            except StoreUnavailable as exc:
+                log.warning("could not hand back job %s (%s); its lease will expire", job.id, exc)
+            except Exception:
+                log.exception("handing back job %s failed; its lease will expire", job.id)
 
-    async def _claim(self, limit: int, skip: list[str]) -> list[ClaimedJob]:
-        return await self._store.claim(limit, self._lease, self._clock(), skip_channels=skip)
+    async def _claim_until_it_works(
+        self, limit: int, shares: Mapping[str, int]
+    ) -> list[ClaimedJob]:
+        """Claim, trying again after any failure until a claim works or stop() is asked.
+
+        Whatever went wrong, the loop must outlive it: a dead claim loop would leave the
+        receiver answering 202 for jobs that nothing ever delivers. The room counted
+        before the first try only grows while it pauses (sends finish), so it still holds.
+        """
+        retrying = AsyncRetrying(
+            stop=lambda _: self._stopping,
+            wait=_CLAIM_WAIT,
+            sleep=self._retry_sleep,
+            before_sleep=_log_failed_claim,
+            reraise=True,
+        )
+        return await first_then_retrying(partial(self._claim, limit, shares), retrying)
+
+    async def _claim(self, limit: int, shares: Mapping[str, int]) -> list[ClaimedJob]:
+        return await self._store.claim(limit, self._lease, self._clock(), channel_limits=shares)
 
     async def _idle(self, *, nothing_claimed: bool) -> None:
         """Sleep until woken, until the store signals work, or until the next job falls due."""
@@ -289,6 +318,15 @@ class Dispatcher:
         for gauge in (self._metrics.circuit_state, self._metrics.rate_limit_utilisation):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
+
+
+def _log_failed_claim(state: RetryCallState) -> None:
+    error = None if state.outcome is None else state.outcome.exception()
+    pause = 0.0 if state.next_action is None else state.next_action.sleep
+    if isinstance(error, StoreUnavailable):
+        log.warning("store unavailable while claiming (%s); again in %.1fs", error, pause)
+    else:
+        log.error("claiming jobs failed unexpectedly; again in %.1fs", pause, exc_info=error)
 
 
 def _remove_from_sends(sends: set[str], job_id: str, _task: asyncio.Task[None]) -> None:

@@ -17,9 +17,10 @@ Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
   nothing to send counts neither as enqueued nor as deduplicated;
 - "oldest first" means by due time (``not_before``, or the end of an expired lease),
   ties in enqueue order where the store keeps one (Redis: by id);
-- a claim with ``skip_channels`` hands out the oldest due jobs of the other channels and
-  leaves the skipped ones exactly as they were (due, attempts untouched), also when they
-  are leases that ran out or replayed dead letters;
+- a claim with ``channel_limits`` hands out the oldest due jobs, at most a channel's share
+  of each, and leaves those it passes over exactly as they were (due, attempts
+  untouched), also when they are leases that ran out or replayed dead letters; a share
+  of 0 passes over all of a channel's jobs;
 - ``complete`` / ``reschedule`` / ``dead_letter`` / ``release`` change a job only while
   it is queued (leased or not); on a dead or unknown job they change nothing, and the
   three that end an attempt still log it (a late answer from a worker whose lease ran
@@ -283,15 +284,15 @@ class StoreContract:
         for index, job_id in enumerate(["mail-1", "slack-1", "mail-2", "slack-2", "slack-3"]):
             channel = "mail" if job_id.startswith("mail") else "ops-slack"
             await store.enqueue([planned(job_id, channel=channel)], now=100.0 + index)
-        skip = {"mail"}
-        assert ids(await store.claim(limit=2, lease=30.0, now=110.0, skip_channels=skip)) == [
+        skip = {"mail": 0}
+        assert ids(await store.claim(limit=2, lease=30.0, now=110.0, channel_limits=skip)) == [
             "slack-1",
             "slack-2",
         ]
         assert ids(
-            await store.claim(limit=5, lease=30.0, now=110.0, skip_channels=["sms", "mail"])
+            await store.claim(limit=5, lease=30.0, now=110.0, channel_limits={"sms": 0, "mail": 0})
         ) == ["slack-3"]
-        assert await store.claim(limit=5, lease=30.0, now=110.0, skip_channels=skip) == []
+        assert await store.claim(limit=5, lease=30.0, now=110.0, channel_limits=skip) == []
         stats = await store.stats(now=110.0)
         assert (stats.queued, stats.in_flight, stats.due, stats.oldest_due_age) == (2, 3, 2, 10.0)
         assert await store.next_due_at() == 100.0
@@ -303,13 +304,33 @@ class StoreContract:
             await store.complete(record(job_id, at=111.0))
         await store.dead_letter(record("mail-2", at=111.0, outcome="dead", channel="mail"))
         assert await store.replay("mail-2", now=120.0)
-        assert await store.claim(limit=5, lease=30.0, now=150.0, skip_channels=skip) == []
+        assert await store.claim(limit=5, lease=30.0, now=150.0, channel_limits=skip) == []
         assert ids(await store.claim(limit=5, lease=30.0, now=150.0)) == ["mail-2", "mail-1"]
+
+    async def test_claim_takes_each_channels_share_and_goes_on_with_the_others(
+        self, store: Store
+    ) -> None:
+        queue = ["mail-1", "slack-1", "mail-2", "mail-3", "slack-2", "sms-1", "mail-4", "slack-3"]
+        for index, job_id in enumerate(queue):
+            channel = {"mail": "mail", "slack": "ops-slack", "sms": "sms"}[job_id.split("-")[0]]
+            await store.enqueue([planned(job_id, channel=channel)], now=100.0 + index)
+        shares = {"mail": 1, "ops-slack": 2}  # sms has none: bounded by the limit alone
+        claimed = await store.claim(limit=5, lease=30.0, now=110.0, channel_limits=shares)
+        assert ids(claimed) == ["mail-1", "slack-1", "slack-2", "sms-1"]
+        assert shares == {"mail": 1, "ops-slack": 2}  # the caller's mapping is not used up
+        # The limit still bounds the claim when the shares are larger.
+        assert ids(
+            await store.claim(limit=2, lease=30.0, now=110.0, channel_limits={"mail": 5})
+        ) == ["mail-2", "mail-3"]
+        # Those passed over were left as they were: due, no attempt counted.
+        rest = await store.claim(limit=10, lease=30.0, now=110.0)
+        assert ids(rest) == ["mail-4", "slack-3"]
+        assert [job.attempts for job in rest] == [0, 0]
 
     async def test_skipped_backlog_does_not_hide_the_jobs_behind_it(self, store: Store) -> None:
         await store.enqueue([planned(f"mail-{i}", channel="mail") for i in range(50)], now=100.0)
         await store.enqueue([planned("slack-1"), planned("slack-2")], now=101.0)
-        claimed = await store.claim(limit=1, lease=30.0, now=101.0, skip_channels={"mail"})
+        claimed = await store.claim(limit=1, lease=30.0, now=101.0, channel_limits={"mail": 0})
         assert ids(claimed) == ["slack-1"]
         assert (await store.stats(now=101.0)).due == 51
 

@@ -1,14 +1,17 @@
-"""The log channel: one JSON line per notification, never a failure."""
+"""The log channel: one JSON line per notification; a stream it cannot write fails the send."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from notifier.channels.base import FailureReason, RetryableError
 from notifier.channels.log import LogChannel
 from notifier.channels.registry import Channels, open_channels
 from notifier.config import LoadedConfig
@@ -85,19 +88,39 @@ async def test_preview_is_the_line_and_writes_nothing(
     assert capsys.readouterr().out == ""
 
 
-async def test_injected_stream_and_a_broken_one_never_fail(tmp_path: Path) -> None:
+async def test_injected_stream_is_written(tmp_path: Path) -> None:
     loaded = load(tmp_path, {"plain": {"type": "log"}})
     config = loaded.config.channels["plain"]
     assert isinstance(config, LogConfig)
     note = notification(loaded, "plain", fixture("firing_single"))
     stream = io.StringIO()
 
-    await LogChannel("plain", config, Renderer(loaded.templates_dir), stream=stream).send(note)
-    assert json.loads(stream.getvalue())["alerts"] == 1
-
-    broken = io.StringIO()
-    broken.close()
-    receipt = await LogChannel("plain", config, Renderer(loaded.templates_dir), stream=broken).send(
+    receipt = await LogChannel("plain", config, Renderer(loaded.templates_dir), stream=stream).send(
         note
     )
-    assert "dropped" in receipt.detail
+
+    assert json.loads(stream.getvalue())["alerts"] == 1
+    assert receipt.detail == "written"
+
+
+async def test_a_stream_it_cannot_write_fails_the_send_retryably(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {"plain": {"type": "log"}})
+    config = loaded.config.channels["plain"]
+    assert isinstance(config, LogConfig)
+    note = notification(loaded, "plain", fixture("firing_single"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: writing raises BrokenPipeError (an OSError)
+    closed = io.StringIO()
+    closed.close()  # writing raises ValueError
+
+    broken_pipe = os.fdopen(write_end, "w")
+    try:
+        for stream, error in ((broken_pipe, "BrokenPipeError"), (closed, "ValueError")):
+            channel = LogChannel("plain", config, Renderer(loaded.templates_dir), stream=stream)
+            with pytest.raises(RetryableError) as raised:
+                await channel.send(note)
+            assert raised.value.reason is FailureReason.OTHER
+            assert error in str(raised.value)
+    finally:
+        with contextlib.suppress(BrokenPipeError):  # the unwritten line is flushed once more
+            broken_pipe.close()

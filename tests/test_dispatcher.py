@@ -12,7 +12,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
 from notifier.metrics import Metrics
 from notifier.payload import WebhookPayload
-from notifier.store.base import StoreUnavailable
+from notifier.store.base import DeliveryRecord, StoreUnavailable
 from notifier.store.memory import MemoryStore
 from notifier.testing import ManualClock, RecordingChannel, config_for_tests, make_payload
 
@@ -48,6 +48,7 @@ class Harness:
         self.store = store or MemoryStore()
         self.metrics = Metrics()
         self.channels = {c.name: c for c in channels}
+        self.pauses: list[float] = []  # between tries of a failed claim or store write
         self.dispatcher = Dispatcher(
             self.store,
             self.channels,
@@ -56,8 +57,14 @@ class Harness:
             clock=self.clock,
             workers=workers,
             rng=random.Random(1),
+            retry_sleep=self._pause,
         )
         self._ids = itertools.count(1)
+
+    async def _pause(self, seconds: float) -> None:
+        """Note the pause and let the loop run, without waiting it out."""
+        self.pauses.append(seconds)
+        await asyncio.sleep(0)
 
     async def post(self, payload: WebhookPayload) -> tuple[str, ...]:
         now = self.clock()
@@ -328,11 +335,71 @@ async def test_a_hanging_channel_holds_at_most_its_share_of_the_workers() -> Non
     assert (await h.store.stats(h.clock())).queued == 8  # all handed back on stop
 
 
-class _IgnoresSkips(MemoryStore):
-    """Hands out every due job, as Redis does for jobs stored before it kept their channel."""
+class _CountingClaims(MemoryStore):
+    """A MemoryStore that counts its claims."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
+    ) -> list[Any]:
+        self.claims += 1
+        return await super().claim(limit, lease, now, channel_limits)
+
+
+@pytest.mark.parametrize(
+    ("hung", "trickle"),
+    [
+        pytest.param(1, {}, id="a-channel-one-send-below-its-cap"),
+        pytest.param(0, {"max_in_flight": 1}, id="an-idle-channel-with-a-cap-of-one"),
+    ],
+)
+async def test_a_channel_with_little_room_does_not_shrink_the_others_claims(
+    hung: int, trickle: dict[str, Any]
+) -> None:
+    """Each channel has its own share of a claim: 500 jobs for a healthy channel take a
+    few claims of up to its ``max_in_flight``, not one claim per job."""
+    slow = RecordingChannel("slow", delay=math.inf)
+    ok = RecordingChannel("ok")
+    config = config_for_tests(
+        {"slow": {"max_in_flight": 2, **trickle}, "ok": {}},
+        [
+            {"name": "db", "matchers": ['team="db"'], "channels": ["slow"]},
+            {"name": "rest", "channels": ["ok"]},
+        ],
+    )
+    store = _CountingClaims()
+    h = Harness(config, [slow, ok], workers=256, store=store)  # ok: up to 128 at once
+    for index in range(hung):
+        await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))
+    for index in range(500):
+        await h.post(make_payload(alertname=f"Web{index}"))
+
+    await h.dispatcher.start()
+    try:
+        await ok.wait_for_deliveries(500, timeout=10.0)
+    finally:
+        await h.dispatcher.stop(grace=0.05)
+    assert len(slow.calls) == hung
+    assert store.claims <= 10, store.claims  # 500 / 128 rounded up, and a few that find none
+
+
+class _IgnoresShares(MemoryStore):
+    """Hands out every due job whatever the shares, as Redis does for jobs stored before it
+    kept their channel."""
+
+    async def claim(
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[Any]:
         return await super().claim(limit, lease, now)
 
@@ -340,7 +407,7 @@ class _IgnoresSkips(MemoryStore):
 async def test_a_job_for_a_full_lane_is_handed_back_unattempted() -> None:
     hung = RecordingChannel("hung", delay=math.inf)
     ok = RecordingChannel("ok")
-    store = _IgnoresSkips()
+    store = _IgnoresShares()
     h = Harness(hung_and_ok({"max_in_flight": 1}), [hung, ok], workers=4, store=store)
     for index in range(3):
         await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))
@@ -520,17 +587,23 @@ class _FailingClaimsAtFirst(MemoryStore):
         self.error = error
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[Any]:
         if self.failures:
             self.failures -= 1
             raise self.error
-        return await super().claim(limit, lease, now, skip_channels)
+        return await super().claim(limit, lease, now, channel_limits)
 
 
-async def test_claim_loop_survives_an_unavailable_store() -> None:
+async def test_claim_loop_survives_an_unavailable_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     channel = RecordingChannel("hook")
-    store = _FailingClaimsAtFirst(1, StoreUnavailable("database is locked"))
+    store = _FailingClaimsAtFirst(3, StoreUnavailable("database is locked"))
     h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
     await h.post(make_payload())
     await h.dispatcher.start()
@@ -540,6 +613,25 @@ async def test_claim_loop_survives_an_unavailable_store() -> None:
         await h.dispatcher.stop(grace=1.0)
     assert store.failures == 0
     assert len(channel.sent) == 1
+    assert h.pauses == [0.5, 1.0, 2.0]  # twice as long after each failure in a row
+    warnings = [r.getMessage() for r in caplog.records if r.name == "notifier.dispatcher"]
+    assert warnings == [
+        f"store unavailable while claiming (database is locked); again in {pause:.1f}s"
+        for pause in h.pauses
+    ]
+
+
+async def test_claim_pauses_stop_growing_at_five_seconds() -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingClaimsAtFirst(6, StoreUnavailable("database is locked"))
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    try:
+        await channel.wait_for_deliveries(1, timeout=3.0)
+    finally:
+        await h.dispatcher.stop(grace=1.0)
+    assert h.pauses == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
 
 
 async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCaptureFixture) -> None:
@@ -554,7 +646,70 @@ async def test_claim_loop_survives_an_unexpected_error(caplog: pytest.LogCapture
         await h.dispatcher.stop(grace=1.0)
     assert store.failures == 0
     assert len(channel.sent) == 1
-    assert any("claiming jobs failed unexpectedly" in r.getMessage() for r in caplog.records)
+    [logged] = [r for r in caplog.records if r.name == "notifier.dispatcher"]
+    assert "claiming jobs failed unexpectedly" in logged.getMessage()
+    assert logged.exc_info is not None  # a bug is logged with its traceback
+
+
+async def test_stop_ends_a_claim_loop_whose_claims_keep_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingClaimsAtFirst(10**9, StoreUnavailable("disk I/O error"))
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.start()
+    for _ in range(100):  # bounded: a few loop turns give the first failures
+        await asyncio.sleep(0)
+    assert h.pauses
+    await asyncio.wait_for(h.dispatcher.stop(grace=1.0), 2.0)
+    assert channel.calls == []
+    last = [r.getMessage() for r in caplog.records if r.name == "notifier.dispatcher"][-1]
+    assert last.startswith("claiming jobs failed as the dispatcher stopped")
+
+
+class _FailingWritesAtFirst(MemoryStore):
+    """A MemoryStore whose first ``failures`` completions raise ``StoreUnavailable``."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def complete(self, record: DeliveryRecord) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("disk I/O error")
+        await super().complete(record)
+
+
+async def test_an_outcome_write_is_tried_again_while_the_store_is_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingWritesAtFirst(2)
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert await h.outcomes("hook") == ["delivered"]
+    assert (await store.stats(h.clock())).queued == 0
+    assert h.pauses == [0.5, 1.0]
+    logged = [r for r in caplog.records if r.name == "notifier.delivery" and "store" in r.message]
+    assert [r.levelno for r in logged] == [logging.WARNING] * 2
+
+
+async def test_an_outcome_write_gives_up_after_four_tries_and_leaves_the_lease(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    channel = RecordingChannel("hook")
+    store = _FailingWritesAtFirst(4)
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    await h.post(make_payload())
+    await h.dispatcher.drain()
+    assert store.failures == 0 and h.pauses == [0.5, 1.0, 2.0]
+    assert await h.outcomes("hook") == []
+    assert (await store.stats(h.clock())).in_flight == 1  # delivered again once the lease ends
+    [gave_up] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "not recorded" in gave_up.getMessage()
 
 
 class _ClaimGate(MemoryStore):
@@ -567,9 +722,13 @@ class _ClaimGate(MemoryStore):
         self.gate = asyncio.Event()
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[Any]:
-        jobs = await super().claim(limit, lease, now, skip_channels)
+        jobs = await super().claim(limit, lease, now, channel_limits)
         self.claiming.set()
         await self.gate.wait()  # leased, not yet handed to the dispatcher
         return jobs
@@ -589,6 +748,30 @@ async def test_stop_during_a_claim_hands_the_claimed_jobs_back() -> None:
     assert channel.calls == []  # nothing was sent
     stats = await store.stats(h.clock())
     assert (stats.in_flight, stats.due) == (0, 1)  # handed back, due now: not left leased
+
+
+class _ClaimGateReleaseDown(_ClaimGate):
+    """A ``_ClaimGate`` whose store cannot be written once the claim is made."""
+
+    async def release(self, job_id: str, not_before: float) -> None:
+        raise StoreUnavailable("disk I/O error")
+
+
+async def test_a_hand_back_that_fails_on_stop_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    channel = RecordingChannel("hook")
+    store = _ClaimGateReleaseDown()
+    h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
+    [job_id] = await h.post(make_payload())
+    await h.dispatcher.start()
+    await asyncio.wait_for(store.claiming.wait(), 2.0)
+    stopping = asyncio.create_task(h.dispatcher.stop(grace=1.0))
+    await asyncio.sleep(0)
+    store.gate.set()
+    await asyncio.wait_for(stopping, 5.0)
+    assert channel.calls == []
+    [logged] = [r for r in caplog.records if r.name == "notifier.dispatcher"]
+    assert logged.levelno == logging.WARNING
+    assert job_id in logged.getMessage() and "disk I/O error" in logged.getMessage()
 
 
 def test_channels_must_be_in_the_config() -> None:

@@ -147,8 +147,8 @@ async def test_the_channel_field_lets_a_claim_skip_and_leaves_with_the_job(
     try:
         assert await raw.hgetall(channels) == {"a": "mail", "b": "mail"}
         await raw.hdel(channels, "b")  # as a job stored before the field existed
-        skip = {"mail"}
-        assert ids(await store.claim(limit=5, lease=30.0, now=100.0, skip_channels=skip)) == ["b"]
+        skip = {"mail": 0}
+        assert ids(await store.claim(limit=5, lease=30.0, now=100.0, channel_limits=skip)) == ["b"]
         assert ids(await store.claim(limit=5, lease=30.0, now=100.0)) == ["a"]
         await store.complete(record("a", at=101.0))
         await store.complete(record("b", at=101.0))
@@ -164,12 +164,12 @@ async def test_a_skipping_claim_looks_past_a_bounded_number_of_jobs(
     backlog = [planned(f"mail-{i:03}", channel="mail") for i in range(_SKIP_SCAN + 1)]
     await store.enqueue(backlog, now=100.0)
     await store.enqueue([planned("slack")], now=101.0)
-    skip = {"mail"}
+    skip = {"mail": 0}
     # Behind one job more than the bound: this claim stops looking before it ...
-    assert await store.claim(limit=1, lease=30.0, now=101.0, skip_channels=skip) == []
+    assert await store.claim(limit=1, lease=30.0, now=101.0, channel_limits=skip) == []
     # ... and a claim once the backlog ahead has shrunk finds it.
     assert ids(await store.claim(limit=1, lease=30.0, now=101.0)) == ["mail-000"]
-    assert ids(await store.claim(limit=1, lease=30.0, now=101.0, skip_channels=skip)) == ["slack"]
+    assert ids(await store.claim(limit=1, lease=30.0, now=101.0, channel_limits=skip)) == ["slack"]
 
 
 async def test_unreachable_redis_is_unavailable_and_the_error_hides_the_password() -> None:

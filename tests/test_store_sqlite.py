@@ -7,6 +7,7 @@ with a connection of their own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import subprocess
@@ -106,7 +107,7 @@ async def test_a_version_1_file_is_migrated_with_its_jobs(tmp_path: Path) -> Non
     try:
         assert query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert [row[2] for row in query(path, "PRAGMA index_info(jobs_due)")][-1] == "channel"
-        assert await store.claim(limit=5, lease=30.0, now=100.0, skip_channels={"mail"}) == []
+        assert await store.claim(limit=5, lease=30.0, now=100.0, channel_limits={"mail": 0}) == []
         assert [job.id for job in await store.claim(limit=5, lease=30.0, now=100.0)] == ["a"]
     finally:
         await store.close()
@@ -233,6 +234,56 @@ async def test_an_op_that_fails_fails_alone_in_its_batch(tmp_path: Path) -> None
         "NoneType"
     ] * 2
     assert query(path, "SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,), (4,), (5,)]
+
+
+async def test_a_claim_run_again_in_its_batch_still_takes_each_channels_share(
+    store: SQLiteStore,
+) -> None:
+    """An op that fails makes the writer run its batch again: the claim in it must start
+    from the shares it was given, not from what its first run used up."""
+    await store.enqueue([planned(f"mail-{i}", channel="mail") for i in range(3)], now=100.0)
+    writer = store._writer  # the store's own writer, to put a failing op in the claim's batch
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise ValueError("this op is broken")
+
+    # While the writer sleeps in the first op, the claim and the broken op queue up as one
+    # batch; the broken op rolls it back and the batch runs again, op by op.
+    results = await asyncio.gather(
+        writer.run(lambda c: time.sleep(0.1)),
+        store.claim(limit=5, lease=30.0, now=100.0, channel_limits={"mail": 2}),
+        writer.run(broken),
+        return_exceptions=True,
+    )
+    claimed = results[1]
+    assert isinstance(claimed, list)
+    assert [job.id for job in claimed] == ["mail-0", "mail-1"]
+    assert isinstance(results[2], ValueError)
+
+
+async def test_a_bug_outside_the_ops_is_raised_and_logged_not_called_an_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "bug.db"
+    bugs = [TypeError("a bug in connect")]
+
+    def connect() -> sqlite3.Connection:
+        if bugs:
+            raise bugs.pop()
+        return sqlite3.connect(path, isolation_level=None)
+
+    writer = GroupCommitWriter(connect, "test db")
+    writer.start()
+    try:
+        with pytest.raises(TypeError, match="a bug in connect"):
+            await writer.run(lambda c: c.execute("CREATE TABLE t (x)"))
+        await writer.run(lambda c: c.execute("CREATE TABLE t (x)"))  # the thread lives on
+    finally:
+        await writer.stop()
+    [logged] = [r for r in caplog.records if r.name == "notifier.store.sqlite_threads"]
+    assert logged.levelno == logging.ERROR and logged.exc_info is not None
+    assert "unexpectedly" in logged.getMessage()
+    assert query(path, "SELECT name FROM sqlite_master") == [("t",)]
 
 
 async def test_unopenable_path_is_unavailable_until_fixed(tmp_path: Path) -> None:

@@ -2,23 +2,21 @@
 
 The line holds ``channel``, ``route``, ``job_id``, ``status``, ``group_key``, the number
 of ``alerts`` and the rendered ``message`` (the configured template, else the built-in
-plain text). It needs no credentials and never fails: a stream that cannot be written is
-logged, not raised, so the demo never fills the dead letters.
+plain text). It needs no credentials. A stream that cannot be written fails the delivery
+with a retryable error, like any other channel whose peer is down: a line that was never
+written is not reported as delivered.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import TextIO
 
-from notifier.channels.base import Receipt
+from notifier.channels.base import FailureReason, Receipt, RetryableError
 from notifier.config import LogChannel as LogConfig
 from notifier.notification import Notification
 from notifier.templates import FALLBACK_TEXT, Renderer, template_context
-
-log = logging.getLogger(__name__)
 
 
 class LogChannel:
@@ -59,12 +57,10 @@ class LogChannel:
         try:
             stream.write(line + "\n")
             stream.flush()
-        except (OSError, ValueError) as exc:
-            log.warning(
-                "log channel cannot write its stream",
-                extra={"channel": self.name, "error": type(exc).__name__},
-            )
-            return Receipt(self.name, "stream not writable; line dropped")
+        except (OSError, ValueError) as exc:  # ValueError: the stream is closed
+            raise RetryableError(
+                FailureReason.OTHER, f"cannot write its stream ({type(exc).__name__})"
+            ) from exc
         return Receipt(self.name, "written")
 
     async def close(self) -> None:

@@ -13,10 +13,13 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
   concurrent callers share one transaction).
 - ``claim`` hands out due jobs (``not_before <= now``), oldest first, each with a lease
   until ``now + lease``; a job whose lease expired is due again. Delivery is therefore
-  at-least-once: a worker that dies mid-send leaves the job to be sent again. Jobs of
-  ``skip_channels`` (channels with no room for another send) are left alone, due as
-  they were. The Redis store looks past a bounded number of them per claim, so there a
-  job queued behind a large backlog of a skipped channel may wait for a later claim.
+  at-least-once: a worker that dies mid-send leaves the job to be sent again.
+  ``channel_limits`` gives a channel its own share of a claim (the room its sends have
+  left): once a claim holds that many of its jobs, its other jobs are passed over, left
+  due as they were, and the claim goes on with the other channels' jobs (0 passes over
+  all of a channel's jobs). A channel not named is bounded by ``limit`` alone. The Redis
+  store looks past a bounded number of passed-over jobs per claim, so there a job queued
+  behind a large backlog of a channel at its share may wait for a later claim.
 - ``complete`` / ``reschedule`` / ``dead_letter`` end an attempt and append its record
   to the bounded delivery log; ``release`` hands a claimed job back without counting
   an attempt (circuit open, rate limit, shutdown).
@@ -26,7 +29,7 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -144,7 +147,11 @@ class Store(ChannelState, Protocol):
     async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult: ...
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]: ...
 
     async def complete(self, record: DeliveryRecord) -> None: ...

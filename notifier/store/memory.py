@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from notifier.dedup import LogEntry, PlannedJob
@@ -111,8 +111,13 @@ class MemoryStore:
         return EnqueueResult(tuple(enqueued), deduplicated)
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
+        room = dict(channel_limits or {})  # what each capped channel may still take
         claimed: list[ClaimedJob] = []
         skipped: list[tuple[float, int, str]] = []  # heap entries to put back as they were
         while self._heap and len(claimed) < limit:
@@ -124,9 +129,13 @@ class MemoryStore:
             if due_at > now:
                 break
             heapq.heappop(self._heap)
-            if job.notification.channel in skip_channels:
-                skipped.append(entry)
-                continue
+            channel = job.notification.channel
+            left = room.get(channel)
+            if left is not None:
+                if left <= 0:
+                    skipped.append(entry)
+                    continue
+                room[channel] = left - 1
             job.lease_until = now + lease
             self._push(job)
             claimed.append(ClaimedJob(job.notification, job.attempts, job.enqueued_at))

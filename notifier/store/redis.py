@@ -40,7 +40,7 @@ import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -78,11 +78,11 @@ _UNAVAILABLE = (
     OSError,
 )
 _CHUNK = 500  # dead letters replayed or purged per script call
-# A claim that skips channels looks past at most this many of their due jobs. Each costs
-# Redis one HGET, and the skipped channels' jobs stay oldest, so without a bound
-# every claim would walk their whole backlog while Redis serves nothing else. Past the
-# bound, a job waits for a later claim: once the skipped channel has room again, or its
-# open circuit has handed its backlog back for later.
+# A claim with per-channel shares looks past at most this many due jobs of channels whose
+# share is full. Each costs Redis one HGET, and those jobs stay oldest, so without
+# a bound every claim would walk their whole backlog while Redis serves nothing else.
+# Past the bound, a job waits for a later claim: once the full channel has room again, or
+# its open circuit has handed its backlog back for later.
 _SKIP_SCAN = 512
 
 
@@ -221,11 +221,17 @@ class RedisStore:
         return EnqueueResult(tuple(enqueued), len(sendable) - len(enqueued))
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
         args: list[Any] = [_num(now), _num(now + lease), limit]
-        if skip_channels:
-            args += [limit + _SKIP_SCAN, *skip_channels]
+        if channel_limits:
+            args.append(limit + _SKIP_SCAN)
+            for channel, share in channel_limits.items():
+                args += [channel, share]
         flat = await self._call(self._claim, args)
         return [
             ClaimedJob(self._recent.take(job_id, payload), int(attempts), float(enqueued))

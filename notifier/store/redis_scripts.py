@@ -9,7 +9,7 @@ formatting keeps only 14 digits, so no script turns a float back into a string.
 A job is in exactly one of ``due`` (zset, score = when it may be claimed), ``leased``
 (zset, score = lease end) or ``dead`` (zset, score = when it died); its fields live in
 the hashes ``payload``, ``channel``, ``attempts``, ``enqueued``, ``first``, ``last`` (and
-``reason``/``error`` once dead). ``channel`` lets a claim skip a channel's jobs without
+``reason``/``error`` once dead). ``channel`` lets a claim count a channel's jobs without
 decoding their JSON. A write on a job that is not where the script expects
 (already completed, or dead-lettered by a worker that took over an expired lease)
 changes nothing but the delivery log.
@@ -111,11 +111,11 @@ return enqueued
 """,
 )
 
-# ARGV: now, lease_until, limit, then (when some channels are skipped) how many due jobs
-# to look at and the channels to skip.
+# ARGV: now, lease_until, limit, then (when some channels have a share) how many due jobs
+# to look at and a channel and its share for each.
 # Expired leases go back to ``due`` (scored by their lease end), then the oldest due
-# jobs (not of a skipped channel, among the first ``ARGV[4]``) move to ``leased``.
-# Returns id, payload, attempts, enqueued_at per job.
+# jobs (among the first ``ARGV[4]``, passing over a channel's once its share is taken)
+# move to ``leased``. Returns id, payload, attempts, enqueued_at per job.
 CLAIM = Lua(
     ("due", "leased", "payload", "attempts", "enqueued", "channel"),
     """
@@ -134,15 +134,20 @@ if #ARGV == 3 then
         redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #ids - 1)
     end
 else
-    local skip = {}
-    for i = 5, #ARGV do
-        skip[ARGV[i]] = true
+    local room = {}
+    for i = 5, #ARGV, 2 do
+        room[ARGV[i]] = tonumber(ARGV[i + 1])
     end
     ids = {}
     local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
     for _, id in ipairs(due) do
-        -- A job stored before the channel field existed has none: it is never skipped.
-        if not skip[redis.call('HGET', KEYS[6], id)] then
+        -- A job stored before the channel field existed has none: it has no share to fill.
+        local channel = redis.call('HGET', KEYS[6], id)
+        local left = channel and room[channel]
+        if not left or left > 0 then
+            if left then
+                room[channel] = left - 1
+            end
             redis.call('ZREM', KEYS[1], id)
             ids[#ids + 1] = id
             if #ids == limit then

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -154,10 +154,14 @@ class SQLiteStore:
         return result
 
     async def claim(
-        self, limit: int, lease: float, now: float, skip_channels: Collection[str] = ()
+        self,
+        limit: int,
+        lease: float,
+        now: float,
+        channel_limits: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
         rows = await self._writer.run(
-            partial(_claim, limit, now + lease, now, tuple(skip_channels))
+            partial(_claim, limit, now + lease, now, tuple((channel_limits or {}).items()))
         )
         return [
             ClaimedJob(self._recent.take(job_id, payload), attempts, enqueued_at)
@@ -332,7 +336,7 @@ def _claimable(skipping: int) -> str:
     """
     skip = f" AND channel NOT IN ({', '.join('?' * skipping)})" if skipping else ""
     return f"""
-    SELECT seq, id, payload, attempts, enqueued_at FROM jobs
+    SELECT seq, channel, id, payload, attempts, enqueued_at FROM jobs
     WHERE state = 'queued' AND {_DUE} <= ?{skip}
     ORDER BY {_DUE}, seq LIMIT ?
 """
@@ -342,20 +346,39 @@ def _claim(
     limit: int,
     lease_until: float,
     now: float,
-    skip: tuple[str, ...],
+    channel_limits: tuple[tuple[str, int], ...],
     conn: sqlite3.Connection,
 ) -> list[tuple[str, str, int, float]]:
-    """Lease the oldest due jobs not of ``skip``; atomic, as every op runs in a transaction.
+    """Lease the oldest due jobs, at most ``n`` of a channel given as ``(channel, n)``;
+    atomic, as every op runs in a transaction.
 
-    A SELECT then an UPDATE rather than ``UPDATE ... RETURNING``: RETURNING yields rows
-    in no defined order and only their new values, and oldest-first is the contract.
-    Both statements walk the ``jobs_due`` index; the claim is still one op, whatever N.
+    Each round asks for the oldest due jobs of the channels with room left, takes them in
+    order while their channel has room, and leases those (so the next round no longer
+    sees them). A round that passed some over filled a channel's share: the next one
+    leaves that channel out, so there are at most one round more than channels capped,
+    and one round when no share fills. A SELECT then an UPDATE rather than ``UPDATE ...
+    RETURNING``: RETURNING yields rows in no defined order and only their new values, and
+    oldest-first is the contract. Both walk the ``jobs_due`` index.
     """
-    rows = conn.execute(_claimable(len(skip)), (now, *skip, limit)).fetchall()
-    conn.executemany(
-        "UPDATE jobs SET lease_until = ? WHERE seq = ?", [(lease_until, row[0]) for row in rows]
-    )
-    return [row[1:] for row in rows]
+    room = dict(channel_limits)  # a copy: the writer may run an op twice
+    taken: list[tuple[str, str, int, float]] = []
+    while len(taken) < limit:
+        skip = tuple(channel for channel, left in room.items() if left <= 0)
+        wanted = limit - len(taken)
+        rows = conn.execute(_claimable(len(skip)), (now, *skip, wanted)).fetchall()
+        leased: list[tuple[float, int]] = []
+        for seq, channel, job_id, payload, attempts, enqueued_at in rows:
+            left = room.get(channel)
+            if left is not None:
+                if left <= 0:
+                    continue  # its channel's share is full; it stays due
+                room[channel] = left - 1
+            leased.append((lease_until, seq))
+            taken.append((job_id, payload, attempts, enqueued_at))
+        conn.executemany("UPDATE jobs SET lease_until = ? WHERE seq = ?", leased)
+        if len(rows) < wanted or len(leased) == len(rows):
+            break  # no more due jobs, or all of them taken
+    return taken
 
 
 def _complete(record: DeliveryRecord, log_size: int, conn: sqlite3.Connection) -> None:

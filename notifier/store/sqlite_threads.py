@@ -13,6 +13,8 @@ requests: a group commit.
   database locked past the busy timeout; an unreadable file) fails the whole batch with
   ``StoreUnavailable`` and drops the connection. The next op opens a new one, so the
   store recovers by itself once the file is writable again.
+- Any other exception outside the ops is a bug, not an outage: it is logged with its
+  traceback and fails the batch with itself, never as ``StoreUnavailable``.
 
 ``Reader``: one thread with its own read-only connection, so queries (stats, listings)
 never wait behind a commit; WAL lets them read while the writer writes.
@@ -146,11 +148,17 @@ class GroupCommitWriter:
         except StoreUnavailable as exc:  # raised by connect (schema too new, SQLite too old)
             self._drop_connection()
             return [(item, None, exc) for item in batch]
-        except Exception as exc:  # sqlite3.Error or OSError; the thread must outlive anything
+        except (sqlite3.Error, OSError) as exc:
             log.warning("%s cannot write: %s", self._name, exc)
             self._drop_connection()
             error = StoreUnavailable(f"{self._name} cannot write: {exc}")
             return [(item, None, error) for item in batch]
+        except Exception as exc:  # the thread must outlive a bug, and report it
+            # A bug here (not in one op: those fail alone above) is not an outage: the
+            # callers get the exception itself, not a 503-meaning StoreUnavailable.
+            log.exception("%s: writing a batch failed unexpectedly", self._name)
+            self._drop_connection()
+            return [(item, None, exc) for item in batch]
         return outcomes
 
     @staticmethod
