@@ -69,7 +69,7 @@ class Policy:
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     at: float
-    event: str  # opened, step, acknowledged, unacknowledged, silenced, silence_ended, reopened, resolved
+    event: str  # opened, step, acknowledged, silenced, reopened, resolved, ...
     detail: str = ""  # who, through which path, which step and channels
 
 
@@ -178,7 +178,7 @@ def step_due(
         pages_sent=page_index + 1,
         paged_channels=paged,
         reached_last_step=incident.reached_last_step or last,
-        timeline=incident.timeline + (entry,),
+        timeline=(*incident.timeline, entry),
     )
     effects: list[Effect] = [Page(page_index, step_number, step.channels)]
     if not last:
@@ -200,7 +200,7 @@ def acknowledge(
         acknowledged_by=by,
         acknowledged_at=now,
         silenced_until=None,
-        timeline=incident.timeline + (TimelineEntry(now, "acknowledged", f"by {by} via {path}"),),
+        timeline=(*incident.timeline, TimelineEntry(now, "acknowledged", f"by {by} via {path}")),
     )
     effects: list[Effect] = [CancelTimers(), Announce("acknowledged", incident.paged_channels, by)]
     if policy.ack_timeout is not None:
@@ -224,8 +224,7 @@ def silence(incident: Incident, *, by: str, until: float, now: float) -> Transit
         state=State.SILENCED,
         epoch=incident.epoch + 1,
         silenced_until=until,
-        timeline=incident.timeline
-        + (TimelineEntry(now, "silenced", f"by {by} until {until:.0f}"),),
+        timeline=(*incident.timeline, TimelineEntry(now, "silenced", f"by {by} until {until:.0f}")),
     )
     return Transition(
         changed,
@@ -247,7 +246,7 @@ def silence_ended(policy: Policy, incident: Incident, *, epoch: int, now: float)
         state=State.OPEN,
         epoch=incident.epoch + 1,
         silenced_until=None,
-        timeline=incident.timeline + (TimelineEntry(now, "silence_ended"),),
+        timeline=(*incident.timeline, TimelineEntry(now, "silence_ended")),
     )
     if changed.pages_sent >= policy.total_steps:
         return Transition(changed, (CancelTimers(),))
@@ -272,7 +271,7 @@ def resolve(incident: Incident, *, now: float) -> Transition:
         state=State.RESOLVED,
         epoch=incident.epoch + 1,
         resolved_at=now,
-        timeline=incident.timeline + (TimelineEntry(now, "resolved"),),
+        timeline=(*incident.timeline, TimelineEntry(now, "resolved")),
     )
     effects: list[Effect] = [CancelTimers()]
     if incident.paged_channels:
@@ -295,7 +294,7 @@ def _escalate_again(
         pages_sent=0,
         acknowledged_by=None,
         acknowledged_at=None,
-        timeline=incident.timeline + (TimelineEntry(now, kind, detail),),
+        timeline=(*incident.timeline, TimelineEntry(now, kind, detail)),
     )
     return Transition(
         changed,
