@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from notifier.dedup import PlannedJob
+from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 
 Outcome = Literal["delivered", "retry", "dead"]
@@ -133,7 +134,100 @@ class ChannelState(ThreadRefs, ToldRecipients, Protocol):
     """The part of the store channels may use."""
 
 
-class Store(ChannelState, Protocol):
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A durable wake-up: once ``due_at`` has passed, the owner of ``kind`` is handed ``data``.
+
+    Scheduling a timer whose ``key`` is already scheduled replaces it (a heartbeat renewed,
+    a deferred send moved); ``group`` names a set cancelled together (an incident's steps).
+    ``id`` is unique per scheduling, so finishing a timer never removes its replacement.
+    """
+
+    id: str
+    key: str
+    group: str
+    kind: str  # "incident.step", "incident.ack_timeout", "heartbeat", ...
+    due_at: float
+    data: Mapping[str, str | int | float | bool | None]
+
+
+class Timers(Protocol):
+    """Scheduled wake-ups with a not-before time, claimed with a lease like jobs.
+
+    A claimed timer stays until ``finish_timer``; if its lease runs out first (the
+    process died), it is due again, so a timer fires at least once.
+    """
+
+    async def schedule_timers(self, timers: Sequence[Timer]) -> None: ...
+
+    async def cancel_timers(self, group: str) -> int:
+        """Remove every timer of ``group``, leased or not; how many were removed."""
+        ...
+
+    async def claim_timers(self, limit: int, lease: float, now: float) -> list[Timer]:
+        """Up to ``limit`` timers due at ``now`` (or whose lease expired), earliest first."""
+        ...
+
+    async def finish_timer(self, timer_id: str) -> None:
+        """The timer was handled: remove it (nothing, if it was replaced or cancelled)."""
+        ...
+
+    async def next_timer_at(self) -> float | None:
+        """When the earliest timer (or timer lease) falls due."""
+        ...
+
+
+class Incidents(Protocol):
+    """Incidents (DESIGN §8), written with compare-and-set on their epoch.
+
+    A change and its consequences are one atomic write: the incident, cancelling its
+    timers (group ``incident_timer_group(id)``), scheduling new ones, and enqueueing the
+    notifications it sends. So a crash leaves either the old incident with its old timers
+    or the new one with everything it started.
+    """
+
+    async def open_incident(self, incident: Incident, timers: Sequence[Timer]) -> Incident | None:
+        """Store ``incident`` and ``timers`` unless an open incident of the same route and
+        group exists: then return that one, storing nothing. None when ``incident.ack_code``
+        is already the code of another open incident (choose another and try again)."""
+        ...
+
+    async def change_incident(
+        self,
+        incident: Incident,
+        expected_epoch: int,
+        *,
+        cancel_timers: bool,
+        timers: Sequence[Timer],
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        """Write ``incident`` if the stored one is at ``expected_epoch``; in the same step
+        cancel its timers (when asked), schedule ``timers``, and enqueue ``notifications``
+        as jobs due at ``now``. False, changing nothing, when the epoch moved on."""
+        ...
+
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    async def open_incident_for(self, route: str, group_key: str) -> Incident | None: ...
+
+    async def open_incident_by_code(self, ack_code: str) -> Incident | None: ...
+
+    async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+        """Open incidents first, then the others; newest opened first within each."""
+        ...
+
+    async def remember_once(self, key: str, ttl: float, now: float) -> bool:
+        """True the first time ``key`` is seen within ``ttl`` (a Twilio ``MessageSid``)."""
+        ...
+
+
+def incident_timer_group(incident_id: str) -> str:
+    """The timer group of one incident's steps, ack timeout and silence end."""
+    return f"incident:{incident_id}"
+
+
+class Store(ChannelState, Timers, Incidents, Protocol):
     async def open(self) -> None:
         """Connect / create the schema. Idempotent."""
         ...

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from notifier.dedup import LogEntry, PlannedJob
+from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 from notifier.store.base import (
     ClaimedJob,
@@ -28,6 +29,8 @@ from notifier.store.base import (
     EnqueueResult,
     QueueStats,
     ThreadRef,
+    Timer,
+    incident_timer_group,
 )
 
 
@@ -72,6 +75,10 @@ class MemoryStore:
         self._threads: dict[str, tuple[ThreadRef, float]] = {}  # key -> (ref, expires_at)
         self._told: dict[str, tuple[set[str], float]] = {}  # job id -> (recipients, expires_at)
         self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
+        self._timers: dict[str, Timer] = {}  # key -> timer
+        self._timer_leases: dict[str, float] = {}  # timer id -> lease end
+        self._incidents: dict[str, Incident] = {}
+        self._seen: dict[str, float] = {}  # remember_once key -> expires_at
         self._seq = 0
         self._sweep_entries_at = 1024  # sweep expired entries when there are this many
 
@@ -250,6 +257,103 @@ class MemoryStore:
         recipients = self._told[job_id][0] if job_id in self._told else set()
         recipients.add(recipient)
         self._told[job_id] = (recipients, now + ttl)
+
+    async def schedule_timers(self, timers: Sequence[Timer]) -> None:
+        for timer in timers:
+            replaced = self._timers.get(timer.key)
+            if replaced is not None:
+                self._timer_leases.pop(replaced.id, None)
+            self._timers[timer.key] = timer
+
+    async def cancel_timers(self, group: str) -> int:
+        cancelled = [key for key, timer in self._timers.items() if timer.group == group]
+        for key in cancelled:
+            self._timer_leases.pop(self._timers.pop(key).id, None)
+        return len(cancelled)
+
+    async def claim_timers(self, limit: int, lease: float, now: float) -> list[Timer]:
+        due = sorted(
+            (self._timer_due_at(t), t.id, t)
+            for t in self._timers.values()
+            if self._timer_due_at(t) <= now
+        )
+        claimed = [timer for _, _, timer in due[:limit]]
+        for timer in claimed:
+            self._timer_leases[timer.id] = now + lease
+        return claimed
+
+    async def finish_timer(self, timer_id: str) -> None:
+        self._timer_leases.pop(timer_id, None)
+        for key, timer in list(self._timers.items()):
+            if timer.id == timer_id:
+                del self._timers[key]
+
+    async def next_timer_at(self) -> float | None:
+        return min((self._timer_due_at(t) for t in self._timers.values()), default=None)
+
+    def _timer_due_at(self, timer: Timer) -> float:
+        return self._timer_leases.get(timer.id, timer.due_at)
+
+    async def open_incident(self, incident: Incident, timers: Sequence[Timer]) -> Incident | None:
+        existing = await self.open_incident_for(incident.route, incident.group_key)
+        if existing is not None:
+            return existing
+        if await self.open_incident_by_code(incident.ack_code) is not None:
+            return None
+        self._incidents[incident.id] = incident
+        await self.schedule_timers(timers)
+        return incident
+
+    async def change_incident(
+        self,
+        incident: Incident,
+        expected_epoch: int,
+        *,
+        cancel_timers: bool,
+        timers: Sequence[Timer],
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        stored = self._incidents.get(incident.id)
+        if stored is None or stored.epoch != expected_epoch:
+            return False
+        self._incidents[incident.id] = incident
+        if cancel_timers:
+            await self.cancel_timers(incident_timer_group(incident.id))
+        await self.schedule_timers(timers)
+        for notification in notifications:
+            self._seq += 1
+            job = _Job(notification, self._seq, now, not_before=now)
+            self._jobs[notification.job_id] = job
+            self._push(job)
+        return True
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        return self._incidents.get(incident_id)
+
+    async def open_incident_for(self, route: str, group_key: str) -> Incident | None:
+        for incident in self._incidents.values():
+            if incident.is_open and (incident.route, incident.group_key) == (route, group_key):
+                return incident
+        return None
+
+    async def open_incident_by_code(self, ack_code: str) -> Incident | None:
+        for incident in self._incidents.values():
+            if incident.is_open and incident.ack_code == ack_code:
+                return incident
+        return None
+
+    async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+        chosen = [i for i in self._incidents.values() if i.is_open or not open_only]
+        chosen.sort(key=lambda i: (not i.is_open, -i.opened_at))
+        return chosen[:limit]
+
+    async def remember_once(self, key: str, ttl: float, now: float) -> bool:
+        if self._seen.get(key, 0.0) > now:
+            return False
+        self._seen = {k: t for k, t in self._seen.items() if t > now}
+        self._seen[key] = now + ttl
+        return True
 
     def _push(self, job: _Job) -> None:
         heapq.heappush(self._heap, (job.due_at, job.seq, job.notification.job_id))
