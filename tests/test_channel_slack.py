@@ -358,6 +358,87 @@ async def test_many_alerts_stay_within_the_budget(
     assert sections[0]["text"]["text"].endswith("…")
     footer = blocks[-1]["elements"][0]["text"]
     assert footer.endswith(f"+{120 - len(sections)} more alerts")
+    assert call.body["text"].endswith("(120 alerts)")  # all of them, as the footer says
+
+
+def long_alerts(count: int) -> WebhookPayload:
+    return make_payload(n=count, alertname="DiskFull", annotations={"description": "d" * 3000})
+
+
+async def test_long_descriptions_stay_within_slacks_total(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+
+    await channel.send(notification(loaded, "slack", long_alerts(5)))
+
+    (call,) = fake.calls("chat.postMessage")  # the stand-in refuses more than Slack takes
+    sections = [b for b in call.body["blocks"] if b["type"] == "section"]
+    assert 0 < len(sections) < 5
+    footer = call.body["blocks"][-1]["elements"][0]["text"]
+    assert footer.endswith(f"+{5 - len(sections)} more alerts")
+    assert call.body["text"] == "FIRING: DiskFull (5 alerts)"
+
+
+async def test_fixed_blocks_over_the_total_are_cut(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, tmp_path: Path
+) -> None:
+    fake, server = slack
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 2900}}
+    (templates / "wordy.json").write_text(json.dumps({"text": "wordy", "blocks": [section] * 6}))
+    loaded, channel, _ = await open_slack(templates=templates, template="wordy.json", **bot(server))
+
+    await channel.send(notification(loaded, "slack", long_alerts(2)))
+
+    (call,) = fake.calls("chat.postMessage")
+    assert [b["type"] for b in call.body["blocks"]] == ["section"] * 3 + ["context"]
+
+
+@pytest.mark.parametrize("method", ["chat.postMessage", WEBHOOK])
+async def test_blocks_slack_finds_too_long_go_as_the_short_form(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, method: str
+) -> None:
+    fake, server = slack
+    answer = (
+        Scripted(status=400, text="msg_blocks_too_long")
+        if method == WEBHOOK
+        else Scripted(error="msg_blocks_too_long")
+    )
+    fake.script(method, answer)
+    settings = (
+        {"webhook_url": str(server.make_url(fake.webhook_path))}
+        if method == WEBHOOK
+        else bot(server)
+    )
+    loaded, channel, _ = await open_slack(**settings)
+
+    await channel.send(notification(loaded, "slack", long_alerts(3)))
+
+    refused, sent = fake.calls(method)
+    assert refused.body["blocks"]
+    assert "blocks" not in sent.body
+    assert sent.body["text"] == "FIRING: DiskFull (3 alerts)"
+
+
+async def test_a_resolution_slack_finds_too_long_goes_as_the_short_form(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    first = await channel.send(notification(loaded, "slack", long_alerts(3)))
+    fake.script("chat.update", Scripted(error="msg_blocks_too_long"))
+
+    await channel.send(
+        notification(loaded, "slack", make_payload(n=3, alertname="DiskFull", status="resolved"))
+    )
+
+    refused, updated = fake.calls("chat.update")
+    assert refused.body["blocks"] and "blocks" not in updated.body
+    original = fake.messages[("C0ALERTS", first.peer_ids[0])]
+    assert original.text == "RESOLVED: DiskFull (3 alerts)"
 
 
 async def test_label_text_is_escaped_for_mrkdwn(
