@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import signal
@@ -34,6 +35,11 @@ from notifier.store.base import DeadLetter, StoreUnavailable
 log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# Parsing and planning a payload hold the event loop for a time that grows with its
+# alerts (a 10,000-alert group: a few hundred ms). Bodies this large take turns
+# (``one_large_at_a_time``), so /-/healthy and small payloads answer between them.
+LARGE_BODY_BYTES = 256 * 1024
+LARGE_INGEST = web.AppKey("large_ingest", asyncio.Semaphore)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -85,6 +91,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("unhandled error", extra={"path": request.path})
         return json_error(500, "internal error")
+
+
+@contextlib.asynccontextmanager
+async def one_large_at_a_time(app: web.Application, size: int) -> AsyncIterator[None]:
+    """Hold the large-ingest permit for a body of ``size`` bytes when it is large."""
+    if size < LARGE_BODY_BYTES:
+        yield
+        return
+    async with app[LARGE_INGEST]:
+        yield
+        await asyncio.sleep(0)  # a request waiting on the loop goes before the next large one
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -147,21 +164,23 @@ async def _receive(request: web.Request, runtime: Runtime) -> web.Response:
     body = await _read_body(request, server.max_body_bytes)
     if body is None:
         return json_error(413, f"body larger than server.max_body_bytes ({server.max_body_bytes})")
-    try:
-        payload = WebhookPayload.model_validate_json(body)
-    except ValidationError as exc:
-        status, error, details = _validation_details(exc)
-        return json_error(status, error, details)
-    try:
-        result = await runtime.ingest(payload)
-    except StoreUnavailable as exc:
-        log.error("store unavailable, answering 503", extra={"error": str(exc)})
-        return json_error(503, "store unavailable, retry later")
-    except Exception:
-        # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
-        # but would say "our bug" to a client that can do nothing about it.
-        log.exception("could not enqueue the notifications, answering 503")
-        return json_error(503, "could not store the notifications, retry later")
+    async with one_large_at_a_time(request.app, len(body)):
+        try:
+            payload = WebhookPayload.model_validate_json(body)
+        except ValidationError as exc:
+            status, error, details = _validation_details(exc)
+            return json_error(status, error, details)
+        await asyncio.sleep(0)  # requests waiting on the loop go between parsing and planning
+        try:
+            result = await runtime.ingest(payload)
+        except StoreUnavailable as exc:
+            log.error("store unavailable, answering 503", extra={"error": str(exc)})
+            return json_error(503, "store unavailable, retry later")
+        except Exception:
+            # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
+            # but would say "our bug" to a client that can do nothing about it.
+            log.exception("could not enqueue the notifications, answering 503")
+            return json_error(503, "could not store the notifications, retry later")
     metrics = runtime.metrics
     metrics.count_alerts(
         (alert.status, metrics.severity_label(alert.labels.get("severity", "none")))
@@ -313,6 +332,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     """The app; with ``manage_runtime`` it starts the runtime on startup and stops it on cleanup."""
     app = web.Application(middlewares=[json_errors], client_max_size=2**31)
     app[RUNTIME] = runtime
+    app[LARGE_INGEST] = asyncio.Semaphore(1)
 
     if manage_runtime:
 
