@@ -5,8 +5,11 @@ under the group's thread key (``ThreadRefs``, so it survives a restart); when th
 resolves it updates that message (``chat.update``) and replies in its thread (a later
 firing notification of the group posts anew and becomes the message updated). With an
 incoming webhook it only posts: a webhook returns no ``ts``. The template renders
-``{"text", "blocks"}``; the alerts it sees are narrowed until the message fits Slack's
-budget (``slack_budget``). The SDK's retries are off (``retry_handlers=[]``).
+``{"text", "blocks"}`` from payload strings escaped for mrkdwn (``slack_text``); the
+alerts it sees are narrowed until the message fits Slack's budget (``slack_budget``),
+and its mrkdwn texts are ``verbatim`` unless it says otherwise. Should Slack still find
+the blocks too long (``msg_blocks_too_long``), the built-in one-line form is sent at
+once instead. The SDK's retries are off (``retry_handlers=[]``).
 
 Answers: HTTP 429 / ``ratelimited`` is retryable with ``Retry-After``; ``invalid_auth``,
 ``not_authed``, ``token_revoked`` (and kin) are permanent ``auth``; ``channel_not_found``,
