@@ -13,7 +13,7 @@ from notifier.payload import Alert, Labels, Status, WebhookPayload
 
 
 class Notification(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, cache_strings="keys")  # as the payload
 
     job_id: str
     channel: str

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hmac
 import logging
 import signal
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
 STORE_CHECK = web.AppKey("store_check", StoreCheck)
+# Parsing and planning a payload hold the event loop for a time that grows with its
+# alerts (a 10,000-alert group: a few hundred ms). Bodies this large take turns
+# (``one_large_at_a_time``), so /-/healthy and small payloads answer between them.
+LARGE_BODY_BYTES = 256 * 1024
+LARGE_INGEST = web.AppKey("large_ingest", asyncio.Semaphore)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALERTS_PATH = "/api/v1/alerts"
@@ -153,6 +159,17 @@ async def continue_if_acceptable(request: web.Request) -> None:
     request.writer.output_size = 0
 
 
+@contextlib.asynccontextmanager
+async def one_large_at_a_time(app: web.Application, size: int) -> AsyncIterator[None]:
+    """Hold the large-ingest permit for a body of ``size`` bytes when it is large."""
+    if size < LARGE_BODY_BYTES:
+        yield
+        return
+    async with app[LARGE_INGEST]:
+        yield
+        await asyncio.sleep(0)  # a request waiting on the loop goes before the next large one
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
     """The request body, or None once it grows past ``limit`` bytes."""
     length = request.content_length
@@ -201,20 +218,22 @@ async def receive_alerts(request: web.Request) -> web.Response:
         return response
     if body is None:
         return json_error(413, f"body larger than server.max_body_bytes ({server.max_body_bytes})")
-    try:
-        payload = WebhookPayload.model_validate_json(body)
-    except ValidationError as exc:
-        status, error, details = _validation_details(exc)
-        return json_error(status, error, details)
-    try:
-        result = await runtime.ingest(payload)
-    except StoreUnavailable:
-        raise
-    except Exception as exc:
-        # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
-        # but would say "our bug" to a client that can do nothing about it.
-        log.exception("could not enqueue the notifications")
-        raise StoreUnavailable("could not store the notifications") from exc
+    async with one_large_at_a_time(request.app, len(body)):
+        try:
+            payload = WebhookPayload.model_validate_json(body)
+        except ValidationError as exc:
+            status, error, details = _validation_details(exc)
+            return json_error(status, error, details)
+        await asyncio.sleep(0)  # requests waiting on the loop go between parsing and planning
+        try:
+            result = await runtime.ingest(payload)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
+            # but would say "our bug" to a client that can do nothing about it.
+            log.exception("could not enqueue the notifications")
+            raise StoreUnavailable("could not store the notifications") from exc
     metrics = runtime.metrics
     metrics.count_alerts(
         (alert.status, metrics.severity_label(alert.labels.get("severity", "none")))
@@ -365,6 +384,7 @@ def create_app(runtime: Runtime) -> web.Application:
         client_max_size=2**31,
     )
     app[RUNTIME] = runtime
+    app[LARGE_INGEST] = asyncio.Semaphore(1)
     store_check = app[STORE_CHECK] = StoreCheck(runtime.store)
     # One cleanup context per resource: one that fails to open closes those before it.
     app.cleanup_ctx.extend(_cleanup_ctx(resource) for resource in runtime.resources())

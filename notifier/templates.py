@@ -1,7 +1,9 @@
 """Jinja2 templates: a sandboxed environment, the template context (DESIGN §4), built-in fallbacks.
 
 Alert labels and annotations are untrusted text: the environment is sandboxed,
-``.html`` templates are autoescaped, and undefined names fail loudly (``StrictUndefined``)
+``.html`` templates are autoescaped, Slack templates see payload strings already escaped
+for mrkdwn (``slack_text``; the ``raw`` filter opts a value out, ``slack_link`` makes a
+checked link), and undefined names fail loudly (``StrictUndefined``)
 so a typo shows up in ``check-config`` rather than as an empty message. A template that
 still fails at render time falls back to a built-in plain one; the failure is logged
 and reported to ``on_fallback`` (a metric): a template bug never loses an alert.
@@ -22,6 +24,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifier import builtin_templates
+from notifier.channels import slack_text
 from notifier.durations import format_duration
 from notifier.notification import Notification
 from notifier.payload import Alert
@@ -38,15 +41,11 @@ FALLBACK_TEXT = (
     "{% endfor %}"
 )
 FALLBACK_HTML = "<pre>" + FALLBACK_TEXT + "</pre>"
+# Counts every alert of the group, also those a length budget left out of ``alerts``.
 FALLBACK_SLACK = (
     '{"text": {{ (status | upper ~ ": " ~ (common_labels.alertname | default("alerts"))'
-    ' ~ " (" ~ (alerts | length) ~ " alerts)") | tojson }}}'
+    ' ~ " (" ~ ((alerts | length) + truncated_alerts) ~ " alerts)") | tojson }}}'
 )
-
-
-def slack_escape(value: object) -> str:
-    """Escape the three characters Slack's mrkdwn treats specially."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def since(value: datetime | None, now: datetime | None = None) -> str:
@@ -77,37 +76,56 @@ def _tojson(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _alert_context(alert: Alert) -> dict[str, Any]:
+def _keep(value: str) -> str:
+    return value
+
+
+def _escaper(channel_type: str) -> Callable[[str], str]:
+    """How payload strings reach ``channel_type``'s templates: escaped for Slack's mrkdwn
+    (HTML templates autoescape instead; SMS and mail sanitise their output)."""
+    return slack_text.escape if channel_type == "slack" else _keep
+
+
+def _strings(values: Mapping[str, str], escape: Callable[[str], str]) -> dict[str, str]:
+    return {escape(name): escape(value) for name, value in values.items()}
+
+
+def _alert_context(alert: Alert, escape: Callable[[str], str]) -> dict[str, Any]:
     return {
         "status": alert.status,
-        "labels": alert.labels,
-        "annotations": alert.annotations,
+        "labels": _strings(alert.labels, escape),
+        "annotations": _strings(alert.annotations, escape),
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
         # "" unless plain http(s), so no template makes a javascript: or data: URL a link;
         # annotations holding URLs go through the ``safe_url`` filter in the template.
-        "generator_url": http_url(alert.generator_url),
-        "fingerprint": alert.fingerprint,
+        "generator_url": escape(http_url(alert.generator_url)),
+        "fingerprint": escape(alert.fingerprint),
     }
 
 
 def template_context(
     notification: Notification, channel_type: str, alerts: tuple[Alert, ...] | None = None
 ) -> dict[str, Any]:
-    """What every template sees (DESIGN §4). ``alerts`` narrows the list (length budgets)."""
+    """What every template sees (DESIGN §4). ``alerts`` narrows the list (length budgets).
+
+    Strings from the payload are escaped as ``channel_type`` needs (``_escaper``); the
+    channel's own name and route come from the config and are left as they are.
+    """
+    escape = _escaper(channel_type)
     shown = notification.alerts if alerts is None else alerts
-    all_alerts = [_alert_context(a) for a in shown]
+    all_alerts = [_alert_context(a, escape) for a in shown]
     return {
         "status": notification.status,
         "alerts": all_alerts,
         "firing": [a for a in all_alerts if a["status"] == "firing"],
         "resolved": [a for a in all_alerts if a["status"] == "resolved"],
-        "group_labels": notification.group_labels,
-        "common_labels": notification.common_labels,
-        "common_annotations": notification.common_annotations,
-        "external_url": http_url(notification.external_url),
-        "receiver": notification.receiver,
-        "group_key": notification.group_key,
+        "group_labels": _strings(notification.group_labels, escape),
+        "common_labels": _strings(notification.common_labels, escape),
+        "common_annotations": _strings(notification.common_annotations, escape),
+        "external_url": escape(http_url(notification.external_url)),
+        "receiver": escape(notification.receiver),
+        "group_key": escape(notification.group_key),
         "truncated_alerts": notification.truncated_alerts + len(notification.alerts) - len(shown),
         "channel": {
             "name": notification.channel,
@@ -128,6 +146,7 @@ class _StrictButTestable(jinja2.StrictUndefined):
 @dataclass(frozen=True, slots=True)
 class Rendered:
     text: str
+    fell_back: bool = False  # the template failed and the built-in fallback was rendered
 
 
 class Renderer:
@@ -154,7 +173,9 @@ class Renderer:
             keep_trailing_newline=False,
         )
         self._env.filters.update(
-            slack_escape=slack_escape,
+            slack_escape=slack_text.escape,
+            slack_link=slack_text.link,
+            raw=slack_text.original,
             since=since,
             datetime=format_datetime,
             duration=duration,
@@ -217,4 +238,4 @@ class Renderer:
             autoescape=name.endswith((".html", ".htm"))
         )
         lenient.filters.update(tojson=_tojson, safe_url=http_url)
-        return Rendered(lenient.from_string(fallback).render(context))
+        return Rendered(lenient.from_string(fallback).render(context), fell_back=True)

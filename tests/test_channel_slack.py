@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,19 +18,14 @@ from aiohttp.test_utils import TestServer
 
 from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import Channels, open_channels
-from notifier.channels.slack_budget import (
-    MAX_BLOCKS,
-    MAX_TEXT,
-    cap_blocks,
-    clamp_text,
-    clamp_texts,
-    largest_fitting,
-)
+from notifier.channels.slack_budget import MAX_BLOCKS, MAX_TEXT
 from notifier.config import LoadedConfig
+from notifier.payload import GO_ZERO_TIME, WebhookPayload
 from notifier.store.base import ThreadRef
 from notifier.store.memory import MemoryStore
 from notifier.store.sqlite import SQLiteStore
 from notifier.templates import Renderer
+from notifier.testing import make_payload
 from tests.channel_support import (
     FIXTURE_NAMES,
     TEMPLATES,
@@ -39,7 +35,7 @@ from tests.channel_support import (
     notification,
     payload,
 )
-from tests.fakes.slack_api import WEBHOOK, FakeSlack, Scripted
+from tests.fakes.slack_api import WEBHOOK, FakeSlack, Scripted, SlackRequest
 
 TOKEN = "xoxb-test-token"
 
@@ -362,6 +358,87 @@ async def test_many_alerts_stay_within_the_budget(
     assert sections[0]["text"]["text"].endswith("…")
     footer = blocks[-1]["elements"][0]["text"]
     assert footer.endswith(f"+{120 - len(sections)} more alerts")
+    assert call.body["text"].endswith("(120 alerts)")  # all of them, as the footer says
+
+
+def long_alerts(count: int) -> WebhookPayload:
+    return make_payload(n=count, alertname="DiskFull", annotations={"description": "d" * 3000})
+
+
+async def test_long_descriptions_stay_within_slacks_total(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+
+    await channel.send(notification(loaded, "slack", long_alerts(5)))
+
+    (call,) = fake.calls("chat.postMessage")  # the stand-in refuses more than Slack takes
+    sections = [b for b in call.body["blocks"] if b["type"] == "section"]
+    assert 0 < len(sections) < 5
+    footer = call.body["blocks"][-1]["elements"][0]["text"]
+    assert footer.endswith(f"+{5 - len(sections)} more alerts")
+    assert call.body["text"] == "FIRING: DiskFull (5 alerts)"
+
+
+async def test_fixed_blocks_over_the_total_are_cut(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, tmp_path: Path
+) -> None:
+    fake, server = slack
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 2900}}
+    (templates / "wordy.json").write_text(json.dumps({"text": "wordy", "blocks": [section] * 6}))
+    loaded, channel, _ = await open_slack(templates=templates, template="wordy.json", **bot(server))
+
+    await channel.send(notification(loaded, "slack", long_alerts(2)))
+
+    (call,) = fake.calls("chat.postMessage")
+    assert [b["type"] for b in call.body["blocks"]] == ["section"] * 3 + ["context"]
+
+
+@pytest.mark.parametrize("method", ["chat.postMessage", WEBHOOK])
+async def test_blocks_slack_finds_too_long_go_as_the_short_form(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, method: str
+) -> None:
+    fake, server = slack
+    answer = (
+        Scripted(status=400, text="msg_blocks_too_long")
+        if method == WEBHOOK
+        else Scripted(error="msg_blocks_too_long")
+    )
+    fake.script(method, answer)
+    settings = (
+        {"webhook_url": str(server.make_url(fake.webhook_path))}
+        if method == WEBHOOK
+        else bot(server)
+    )
+    loaded, channel, _ = await open_slack(**settings)
+
+    await channel.send(notification(loaded, "slack", long_alerts(3)))
+
+    refused, sent = fake.calls(method)
+    assert refused.body["blocks"]
+    assert "blocks" not in sent.body
+    assert sent.body["text"] == "FIRING: DiskFull (3 alerts)"
+
+
+async def test_a_resolution_slack_finds_too_long_goes_as_the_short_form(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    first = await channel.send(notification(loaded, "slack", long_alerts(3)))
+    fake.script("chat.update", Scripted(error="msg_blocks_too_long"))
+
+    await channel.send(
+        notification(loaded, "slack", make_payload(n=3, alertname="DiskFull", status="resolved"))
+    )
+
+    refused, updated = fake.calls("chat.update")
+    assert refused.body["blocks"] and "blocks" not in updated.body
+    original = fake.messages[("C0ALERTS", first.peer_ids[0])]
+    assert original.text == "RESOLVED: DiskFull (3 alerts)"
 
 
 async def test_label_text_is_escaped_for_mrkdwn(
@@ -375,9 +452,124 @@ async def test_label_text_is_escaped_for_mrkdwn(
 
     await channel.send(notification(loaded, "slack", hostile))
 
+    section = fake.calls("chat.postMessage")[0].body["blocks"][1]["text"]
+    assert "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;" in section["text"]
+    assert "<!channel>" not in section["text"]
+    assert section["verbatim"] is True
+
+
+PHISHING_URL = "http://prom/|graph> <!channel> <http://evil.example/login|Fix now"
+# What Slack would act on in mrkdwn: <target> or <target|label>.
+SLACK_MARKUP = re.compile(r"<([^<>|]*)(?:\|[^<>]*)?>")
+NAIVE_TEMPLATE = """{
+  "text": {{ ("Alert " ~ common_labels.alertname ~ " " ~ alerts[0].generator_url) | tojson }},
+  "blocks": [
+    {"type": "section", "text": {"type": "mrkdwn",
+      "text": {{ (common_labels.alertname ~ " <" ~ alerts[0].generator_url ~ "|graph>") | tojson }}}},
+    {"type": "context", "elements": [{"type": "mrkdwn", "text": {{ common_labels | tojson | tojson }}}]}
+  ]
+}"""
+
+
+def hostile_group(status: str) -> WebhookPayload:
+    return make_payload(
+        alerts=[
+            {
+                "status": status,
+                "labels": {"alertname": "<!channel> Disk", "severity": "critical"},
+                "annotations": {"summary": "<!here> <@U024BE7LH> <http://evil.example|login>"},
+                "startsAt": "2026-11-26T05:25:12Z",
+                "endsAt": "2026-11-26T05:35:12Z" if status == "resolved" else GO_ZERO_TIME,
+                "generatorURL": PHISHING_URL,
+            }
+        ],
+        group_key='{}:{alertname="hostile"}',
+    )
+
+
+def inert(request: SlackRequest) -> None:
+    """Nothing in what Slack got would mention anyone or link anywhere the alert chose."""
+    for text in strings(request.body):
+        for target in SLACK_MARKUP.findall(text):
+            assert not target.startswith(("!", "@", "#")), text
+            assert "evil.example" not in target, text
+    for node in text_objects(request.body.get("blocks", [])):
+        if node["type"] == "mrkdwn":
+            assert node["verbatim"] is True, node  # Slack does not auto-link bare URLs
+
+
+def strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in strings(item)]
+    return [node] if isinstance(node, str) else []
+
+
+def text_objects(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [t for item in node for t in text_objects(item)]
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") in ("mrkdwn", "plain_text"):
+        return [node]
+    return [t for value in node.values() for t in text_objects(value)]
+
+
+@pytest.mark.parametrize("template", ["performance_alert.json", "naive.json"])
+async def test_alert_text_cannot_ping_or_phish(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, tmp_path: Path, template: str
+) -> None:
+    fake, server = slack
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    (templates / "naive.json").write_text(NAIVE_TEMPLATE)
+    loaded, channel, _ = await open_slack(templates=templates, template=template, **bot(server))
+
+    await channel.send(notification(loaded, "slack", hostile_group("firing")))
+    await channel.send(notification(loaded, "slack", hostile_group("resolved")))
+
+    assert [r.method for r in fake.requests] == [
+        "chat.postMessage",
+        "chat.update",
+        "chat.postMessage",  # the reply in the thread
+    ]
+    for request in fake.requests:
+        inert(request)
+    first = json.dumps(fake.requests[0].body, ensure_ascii=False)
+    assert "&lt;!channel&gt; Disk" in first  # shown, as text
+    assert "evil.example/login" in first
+
+
+async def test_a_plain_generator_url_is_a_link(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+
+    await channel.send(notification(loaded, "slack", make_payload()))
+
     section = fake.calls("chat.postMessage")[0].body["blocks"][1]["text"]["text"]
-    assert "&lt;!channel&gt; &amp; &lt;http://evil|click&gt;" in section
-    assert "<!channel>" not in section
+    assert "<http://prometheus.example:9090/graph?g0.expr=up|graph>" in section
+
+
+async def test_the_raw_filter_opts_a_value_out(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener, tmp_path: Path
+) -> None:
+    fake, server = slack
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "raw.json").write_text(
+        '{"text": {{ ((common_labels.alertname | raw) ~ " / " ~ common_labels.alertname)'
+        " | tojson }}}"
+    )
+    loaded, channel, _ = await open_slack(templates=templates, template="raw.json", **bot(server))
+
+    await channel.send(notification(loaded, "slack", hostile_group("firing")))
+
+    assert fake.calls("chat.postMessage")[0].body["text"] == (
+        "<!channel> Disk / &lt;!channel&gt; Disk"
+    )
 
 
 async def test_a_template_that_is_not_json_falls_back(
@@ -417,61 +609,3 @@ async def test_preview_is_the_message_json(open_slack: Opener) -> None:
     assert preview["channel"] == "#alerts"
     assert preview["text"] == "FIRING: InstanceDown (1 alert)"
     assert TOKEN not in json.dumps(preview)
-
-
-@pytest.mark.parametrize(
-    ("total", "limit", "expected"),
-    [(0, 0, 0), (10, 10, 10), (10, 3, 3), (120, 48, 48), (5, 0, 0), (1, 0, 0)],
-)
-def test_largest_fitting(total: int, limit: int, expected: int) -> None:
-    calls: list[int] = []
-
-    def fits(count: int) -> bool:
-        calls.append(count)
-        return count <= limit
-
-    assert largest_fitting(total, fits) == expected
-    assert len(calls) <= total.bit_length() + 1
-
-
-@pytest.mark.parametrize(
-    ("text", "limit", "expected"),
-    [
-        ("short", 10, "short"),
-        ("abcdefghijkl", 10, "abcdefghi…"),
-        ("see <http://x.example/long|graph>", 12, "see …"),
-        ("a &amp; b", 4, "a …"),
-        ("a &amp; b", 8, "a &amp;…"),
-    ],
-)
-def test_clamp_text(text: str, limit: int, expected: str) -> None:
-    assert clamp_text(text, limit) == expected
-    assert len(clamp_text(text, limit)) <= limit
-
-
-def test_clamp_texts_walks_every_text_object_and_headers() -> None:
-    message = {
-        "text": "t" * 4000,
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": "h" * 200}},
-            {"type": "section", "fields": [{"type": "mrkdwn", "text": "f" * 3500}]},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "ok"}]},
-        ],
-    }
-
-    clamped = clamp_texts(message)
-
-    assert len(clamped["text"]) == 3000
-    assert len(clamped["blocks"][0]["text"]["text"]) == 150
-    assert len(clamped["blocks"][1]["fields"][0]["text"]) == 3000
-    assert clamped["blocks"][2] == message["blocks"][2]
-    assert len(message["text"]) == 4000  # the input is left alone
-
-
-def test_cap_blocks_keeps_49_and_summarises() -> None:
-    blocks = [{"type": "section", "n": i} for i in range(60)]
-    capped = cap_blocks(blocks, hidden=70)
-    assert len(capped) == MAX_BLOCKS
-    assert capped[:49] == blocks[:49]
-    assert capped[-1]["elements"][0]["text"] == "+70 more alerts"
-    assert cap_blocks(blocks[:50], hidden=3) == blocks[:50]

@@ -5,8 +5,11 @@ under the group's thread key (``ThreadRefs``, so it survives a restart); when th
 resolves it updates that message (``chat.update``) and replies in its thread (a later
 firing notification of the group posts anew and becomes the message updated). With an
 incoming webhook it only posts: a webhook returns no ``ts``. The template renders
-``{"text", "blocks"}``; the alerts it sees are narrowed until the message fits Slack's
-budget (``slack_budget``). The SDK's retries are off (``retry_handlers=[]``).
+``{"text", "blocks"}`` from payload strings escaped for mrkdwn (``slack_text``); the
+alerts it sees are narrowed until the message fits Slack's budget (``slack_budget``),
+and its mrkdwn texts are ``verbatim`` unless it says otherwise. Should Slack still find
+the blocks too long (``msg_blocks_too_long``), the built-in one-line form is sent at
+once instead. The SDK's retries are off (``retry_handlers=[]``).
 
 Answers: HTTP 429 / ``ratelimited`` is retryable with ``Retry-After``; ``invalid_auth``,
 ``not_authed``, ``token_revoked`` (and kin) are permanent ``auth``; ``channel_not_found``,
@@ -23,6 +26,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -49,7 +53,9 @@ from notifier.channels.slack_budget import (
     cap_blocks,
     clamp_texts,
     largest_fitting,
+    within_budget,
 )
+from notifier.channels.slack_text import verbatim_by_default
 from notifier.config import SlackChannel as SlackConfig
 from notifier.notification import Notification
 from notifier.payload import Alert
@@ -104,6 +110,12 @@ def error_for_api(exc: SlackApiError, method: str, now: float) -> DeliveryError:
     return PermanentError(FailureReason.CLIENT_ERROR, what)
 
 
+class BlocksTooLong(Exception):
+    """Slack refused the blocks as holding too much text in all (an undocumented limit)."""
+
+    code = "msg_blocks_too_long"
+
+
 class SlackChannel:
     type = "slack"
 
@@ -149,32 +161,51 @@ class SlackChannel:
             self._peer = "slack incoming webhook"
 
     def message(self, notification: Notification) -> SlackMessage:
-        """The message as posted: within 50 blocks and 3000 characters per text."""
+        """The message as posted: within Slack's budget (blocks, texts, total text), every
+        mrkdwn text ``verbatim`` unless the template says otherwise."""
         alerts = notification.alerts
         rendered: dict[int, SlackMessage] = {}
+        fallback: SlackMessage | None = None
 
         def showing(count: int) -> SlackMessage:
+            nonlocal fallback
+            if fallback is not None:  # a broken template: render (and log) its fallback once
+                return fallback
             if count not in rendered:
-                rendered[count] = self._render(notification, alerts[:count])
+                message, fell_back = self._render(notification, alerts[:count])
+                rendered[count] = clamp_texts(message)
+                if fell_back:
+                    fallback = rendered[count]
             return rendered[count]
 
+        # Only the alerts that can be shown are rendered: the search starts at one block each.
         shown = largest_fitting(
-            len(alerts), lambda count: _block_count(showing(count)) <= MAX_BLOCKS
+            len(alerts), lambda count: within_budget(_blocks(showing(count))), guess=MAX_BLOCKS
         )
         message = showing(shown)
-        if _block_count(message) > MAX_BLOCKS:
+        if not within_budget(_blocks(message)):
             hidden = notification.truncated_alerts + len(alerts) - shown
-            message = {**message, "blocks": cap_blocks(message["blocks"], hidden)}
-        return clamp_texts(message)
+            message = {**message, "blocks": cap_blocks(_blocks(message), hidden)}
+        if "blocks" in message:
+            message["blocks"] = verbatim_by_default(message["blocks"])
+        return message
 
-    def _render(self, notification: Notification, alerts: tuple[Alert, ...]) -> SlackMessage:
+    def short_form(self, notification: Notification) -> SlackMessage:
+        """The built-in one-line message, sent when Slack refuses the full one as too long."""
+        context = template_context(notification, self.type, alerts=())
+        return _parse_message(self._renderer.render_string(FALLBACK_SLACK, context, "").text)
+
+    def _render(
+        self, notification: Notification, alerts: tuple[Alert, ...]
+    ) -> tuple[SlackMessage, bool]:
+        """The message rendered from the template, and whether it fell back to the built-in one."""
         context = template_context(notification, self.type, alerts)
-        text = self._renderer.render_file(self._config.template, context, FALLBACK_SLACK).text
+        rendered = self._renderer.render_file(self._config.template, context, FALLBACK_SLACK)
         try:
-            return _parse_message(text)
+            return _parse_message(rendered.text), rendered.fell_back
         except ValueError as exc:
             fallback = self._renderer.fall_back(self._config.template, exc, FALLBACK_SLACK, context)
-            return _parse_message(fallback.text)
+            return _parse_message(fallback.text), True
 
     def preview(self, notification: Notification) -> str:
         message = self.message(notification)
@@ -186,16 +217,35 @@ class SlackChannel:
         message = self.message(notification)
         try:
             async with asyncio.timeout(self._timeout):
-                if self._web is not None:
-                    return await self._post_bot(self._web, notification, message)
-                assert self._hook is not None
-                return await self._post_webhook(self._hook, message)
+                try:
+                    return await self._deliver(notification, message)
+                except BlocksTooLong:
+                    # Slack's total is undocumented: our budget may still be over it. The
+                    # short form has no blocks, so it goes through; a dead letter would not.
+                    log.warning(
+                        "slack refused the message as too long, sending the short form",
+                        extra={"channel": self.name},
+                    )
+                    return await self._deliver(notification, self.short_form(notification))
+        except BlocksTooLong as exc:
+            raise PermanentError(FailureReason.CLIENT_ERROR, str(exc)) from None
         except SlackApiError as exc:
             raise error_for_api(exc, _api_method(exc), self._clock()) from None
         except SlackRequestError as exc:
             raise PermanentError(FailureReason.CLIENT_ERROR, f"{self._peer}: {exc}") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise error_for_transport(exc, self._peer, self._timeout) from None
+
+    async def _deliver(self, notification: Notification, message: SlackMessage) -> Receipt:
+        try:
+            if self._web is not None:
+                return await self._post_bot(self._web, notification, message)
+            assert self._hook is not None
+            return await self._post_webhook(self._hook, message)
+        except SlackApiError as exc:
+            if _error_code(exc) == BlocksTooLong.code:
+                raise BlocksTooLong(f"slack {_api_method(exc)}: {BlocksTooLong.code}") from None
+            raise
 
     async def _post_webhook(self, hook: AsyncWebhookClient, message: SlackMessage) -> Receipt:
         response = await hook.send_dict(body=message)
@@ -205,6 +255,8 @@ class SlackChannel:
         # Slack answers an error code (``no_service``); anything else may quote the URL,
         # which is the secret, so only a code is shown.
         answer = (response.body or "").strip()
+        if answer == BlocksTooLong.code:
+            raise BlocksTooLong(f"{what}: {answer}")
         if ERROR_CODE.fullmatch(answer):
             what += f": {redact(answer, [self._hook_url.rpartition('/')[2]])}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
@@ -275,9 +327,9 @@ def _parse_message(text: str) -> SlackMessage:
     return message
 
 
-def _block_count(message: SlackMessage) -> int:
+def _blocks(message: SlackMessage) -> list[Any]:
     blocks = message.get("blocks")
-    return len(blocks) if isinstance(blocks, list) else 0
+    return blocks if isinstance(blocks, list) else []
 
 
 def _error_code(exc: SlackApiError) -> str:

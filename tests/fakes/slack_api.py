@@ -4,9 +4,12 @@ webhooks, served by ``aiohttp.web`` so the real slack_sdk clients talk to it.
 Speaks Slack's wire protocol as the SDK sees it: JSON (or form) bodies, ``Authorization:
 Bearer <token>``, ``{"ok": false, "error": "..."}`` answered with HTTP 200, HTTP 429 with
 ``Retry-After`` and ``"error": "ratelimited"``; an incoming webhook answers ``ok`` as
-``text/plain``, or a plain-text error code with a 4xx status. Answers can be scripted per
-method (``script``); every request is recorded (``requests``). Messages posted and
-updated are kept (``messages``) so a test can check what a channel looks like.
+``text/plain``, or a plain-text error code with a 4xx status. Like Slack, it refuses
+blocks holding more than ``MAX_BLOCKS_TEXT`` characters of text in all with
+``msg_blocks_too_long`` (an incoming webhook: 400 and that code; Slack's own answer there
+is unconfirmed). Answers can be scripted per method (``script``); every request is
+recorded (``requests``). Messages posted and updated are kept (``messages``) so a test
+can check what a channel looks like.
 """
 
 from __future__ import annotations
@@ -20,6 +23,19 @@ from typing import Any
 from aiohttp import web
 
 WEBHOOK = "webhook"  # the ``method`` recorded for incoming-webhook posts
+MAX_BLOCKS_TEXT = 12_000  # Slack's total, as measured in slackapi/bolt-js#2509
+
+
+def blocks_text(node: Any) -> int:
+    """The characters of every ``text`` string within ``node``."""
+    if isinstance(node, list):
+        return sum(blocks_text(item) for item in node)
+    if isinstance(node, dict):
+        return sum(
+            len(value) if key == "text" and isinstance(value, str) else blocks_text(value)
+            for key, value in node.items()
+        )
+    return 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,8 @@ class FakeSlack:
             return _api_error("channel_not_found")
         if not body.get("text") and not body.get("blocks"):
             return _api_error("no_text")
+        if blocks_text(body.get("blocks", [])) > MAX_BLOCKS_TEXT:
+            return _api_error("msg_blocks_too_long")
         ts = f"1700000000.{next(self._ts):06d}"
         message = SlackMessage(
             channel, ts, body.get("text", ""), body.get("blocks", []), body.get("thread_ts")
@@ -142,6 +160,8 @@ class FakeSlack:
         message = self.messages.get(key)
         if message is None:
             return _api_error("message_not_found")
+        if blocks_text(body.get("blocks", [])) > MAX_BLOCKS_TEXT:
+            return _api_error("msg_blocks_too_long")
         message.edits.append({"text": message.text, "blocks": message.blocks})
         message.text = body.get("text", message.text)
         message.blocks = body.get("blocks", message.blocks)
@@ -161,6 +181,8 @@ class FakeSlack:
             return web.Response(status=404, text="no_service")
         if not call.body.get("text") and not call.body.get("blocks"):
             return web.Response(status=400, text="no_text")
+        if blocks_text(call.body.get("blocks", [])) > MAX_BLOCKS_TEXT:
+            return web.Response(status=400, text="msg_blocks_too_long")
         ts = f"1700000000.{next(self._ts):06d}"
         self.messages[(WEBHOOK, ts)] = SlackMessage(
             WEBHOOK, ts, call.body.get("text", ""), call.body.get("blocks", [])
