@@ -86,20 +86,30 @@ def _escaper(channel_type: str) -> Callable[[str], str]:
     return slack_text.escape if channel_type == "slack" else _keep
 
 
+def _url_escaper(channel_type: str) -> Callable[[str], str]:
+    """How payload URLs reach templates. Slack's are kept (escaped) so that ``slack_link``
+    shows one it refuses as text; elsewhere a URL that is not plain http(s) becomes "", so
+    no template makes a ``javascript:`` or ``data:`` URL a link."""
+    if channel_type == "slack":
+        return slack_text.escape
+    return http_url
+
+
 def _strings(values: Mapping[str, str], escape: Callable[[str], str]) -> dict[str, str]:
     return {escape(name): escape(value) for name, value in values.items()}
 
 
-def _alert_context(alert: Alert, escape: Callable[[str], str]) -> dict[str, Any]:
+def _alert_context(
+    alert: Alert, escape: Callable[[str], str], url: Callable[[str], str]
+) -> dict[str, Any]:
     return {
         "status": alert.status,
         "labels": _strings(alert.labels, escape),
         "annotations": _strings(alert.annotations, escape),
         "starts_at": alert.starts_at,
         "ends_at": alert.ends_at,
-        # "" unless plain http(s), so no template makes a javascript: or data: URL a link;
-        # annotations holding URLs go through the ``safe_url`` filter in the template.
-        "generator_url": escape(http_url(alert.generator_url)),
+        # Annotations holding URLs go through ``safe_url`` / ``slack_link`` in the template.
+        "generator_url": url(alert.generator_url),
         "fingerprint": escape(alert.fingerprint),
     }
 
@@ -112,9 +122,9 @@ def template_context(
     Strings from the payload are escaped as ``channel_type`` needs (``_escaper``); the
     channel's own name and route come from the config and are left as they are.
     """
-    escape = _escaper(channel_type)
+    escape, url = _escaper(channel_type), _url_escaper(channel_type)
     shown = notification.alerts if alerts is None else alerts
-    all_alerts = [_alert_context(a, escape) for a in shown]
+    all_alerts = [_alert_context(a, escape, url) for a in shown]
     return {
         "status": notification.status,
         "alerts": all_alerts,
@@ -123,7 +133,7 @@ def template_context(
         "group_labels": _strings(notification.group_labels, escape),
         "common_labels": _strings(notification.common_labels, escape),
         "common_annotations": _strings(notification.common_annotations, escape),
-        "external_url": escape(http_url(notification.external_url)),
+        "external_url": url(notification.external_url),
         "receiver": escape(notification.receiver),
         "group_key": escape(notification.group_key),
         "truncated_alerts": notification.truncated_alerts + len(notification.alerts) - len(shown),
