@@ -133,7 +133,9 @@ class TimeWindows:
 def build_windows(raw: Mapping[str, Any], routes: Mapping[str, RouteWindow]) -> TimeWindows:
     """The windows of a config that ``window_problems`` found nothing wrong with."""
     intervals = {
-        entry["name"]: tuple(parse_time_interval(item) for item in entry.get("time_intervals") or [])
+        entry["name"]: tuple(
+            parse_time_interval(item) for item in entry.get("time_intervals") or []
+        )
         for entry in raw.get("time_intervals") or []
     }
     return TimeWindows(intervals, {name: w for name, w in routes.items() if w.active or w.mute})
