@@ -222,7 +222,8 @@ def plan_notifications(
                 job_id=new_id(),
                 channel=channel,
                 route=share.route,
-                received_at=now,
+                # Latency (metrics, report) counts from when a deferred job could be sent.
+                received_at=now if share.not_before is None else max(now, share.not_before),
                 group_key=payload.group_key or group,
             )
         jobs.append(

@@ -160,6 +160,9 @@ def test_planning_defers_only_the_muted_route_s_channel() -> None:
     now = seoul("2026-12-04T16:00")  # Friday after the close
     jobs = {j.channel: j for j in plan_notifications(payload("A"), desk("defer"), now, str)}
     assert jobs["sms"].not_before == seoul("2026-12-07T09:00")
+    # Delivery latency counts from the opening, not over the weekend.
+    assert jobs["sms"].notification is not None
+    assert jobs["sms"].notification.received_at == seoul("2026-12-07T09:00")
     assert jobs["chat"].not_before is None
     assert {j.channel for j in plan_notifications(payload("A"), desk("drop"), now, str)} == {"chat"}
 
