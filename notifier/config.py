@@ -13,7 +13,7 @@ import hashlib
 import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +36,7 @@ from notifier import builtin_templates
 from notifier.durations import format_duration, parse_duration
 from notifier.envsubst import interpolate, key_path
 from notifier.routing import Matcher, MatcherError, Route
+from notifier.windows import RouteWindow, TimeWindows, WhenMuted, build_windows, window_problems
 
 
 def _duration(value: object) -> object:
@@ -261,6 +262,17 @@ class RouteConfig(Model):
     continue_: bool = Field(default=False, alias="continue")
     repeat_interval: PositiveDuration | None = None
     send_resolved: bool | None = None
+    # DESIGN §9: names from the top-level ``time_intervals`` (``notifier.windows``).
+    active_time_intervals: list[str] = Field(default_factory=list)
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    when_muted: WhenMuted = "defer"
+
+
+class TimeIntervalsConfig(Model):
+    """A named list of Alertmanager time intervals; ``notifier.windows`` checks each item."""
+
+    name: str
+    time_intervals: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Config(Model):
@@ -271,6 +283,7 @@ class Config(Model):
     channels: dict[str, ChannelConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(default_factory=list)
     default_channels: list[str] = Field(default_factory=list)
+    time_intervals: list[TimeIntervalsConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _attempts_fit_in_the_lease(self) -> Config:
@@ -305,6 +318,7 @@ class LoadedConfig:
     templates_dir: Path
     routes: tuple[Route, ...]
     digest: str
+    windows: TimeWindows = field(default_factory=TimeWindows)
 
     def repeat_interval(self, route_name: str) -> timedelta:
         for route in self.config.routes:
@@ -443,6 +457,7 @@ def parse_config(
             if not any(u.startswith(p.partition(":")[0]) for u in unset)
         )
     problems.extend(_cross_check(raw, templates_dir))
+    problems.extend(window_problems(raw))
     if problems or config is None:
         raise ConfigError(source, problems)
     return LoadedConfig(
@@ -452,6 +467,15 @@ def parse_config(
         templates_dir=templates_dir.resolve(),
         routes=_build_routes(config),
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
+        windows=build_windows(
+            raw,
+            {
+                r.name: RouteWindow(
+                    tuple(r.active_time_intervals), tuple(r.mute_time_intervals), r.when_muted
+                )
+                for r in config.routes
+            },
+        ),
     )
 
 

@@ -118,6 +118,10 @@ class PlannedJob:
     resolved: frozenset[str]
     send_resolved: bool
     repeat_interval: float  # seconds
+    # Set when the channel's routes are muted with ``when_muted: defer`` (DESIGN §9): the
+    # job waits until then, and replaces any deferred job of its (channel, group) that
+    # still waits (``notifier.deferral``).
+    not_before: float | None = None
 
     def needs_update(self, entry: LogEntry | None, now: float) -> Reason:
         """``needs_update`` for this job against the channel's current entry."""
@@ -131,12 +135,21 @@ class PlannedJob:
         )
 
     def entry(self, now: float) -> LogEntry:
-        """The entry that replaces the channel's when this job notifies at ``now``."""
-        return LogEntry(self.firing, self.resolved, now)
+        """The entry that replaces the channel's when this job notifies at ``now``: what the
+        channel will have been told, and when (a deferred job tells it at ``not_before``)."""
+        return LogEntry(self.firing, self.resolved, self.sent_at(now))
+
+    def sent_at(self, now: float) -> float:
+        """When the job falls due: ``not_before``, else ``now``."""
+        return now if self.not_before is None else max(now, self.not_before)
 
     @property
     def entry_ttl(self) -> float:
         return entry_ttl(self.firing, self.repeat_interval)
+
+    def entry_expires_at(self, now: float) -> float:
+        """Kept ``entry_ttl`` from when it is told, so it outlives a deferred job's wait."""
+        return self.sent_at(now) + self.entry_ttl
 
 
 def group_identity(payload: WebhookPayload) -> str:
@@ -155,6 +168,9 @@ class _Share:
     alerts: list[Alert] = field(default_factory=list)
     firing: set[str] = field(default_factory=set)
     resolved: set[str] = field(default_factory=set)
+    # Deferred while every alert came through a deferring muted route: until the first
+    # of them reopens. One alert through an unmuted route sends the share now.
+    not_before: float | None = None
 
 
 def plan_notifications(
@@ -167,14 +183,26 @@ def plan_notifications(
 
     Resolved alerts are left out of the notification where ``send_resolved`` does not
     hold for their route; they still count in the job's ``resolved`` fingerprints.
+
+    Time windows (DESIGN §9): an alert is left out for a channel, as if not routed there,
+    when its route is muted with ``when_muted: drop`` (Alertmanager mutes before dedup,
+    so the channel's log entry is not touched either); a share whose every alert came
+    through a route muted with ``defer`` gets ``not_before``: the earliest reopening.
     """
     shares: dict[str, _Share] = {}
+    windows = config.windows
     for alert in payload.alerts:
         decision = route_labels(alert.labels, config.routes, config.config.default_channels)
         for channel, route in decision.channels:
+            muting = windows.muting(route, now) if windows.routes else None
+            if muting is not None and muting.drops:
+                continue
+            until = None if muting is None else muting.until
             share = shares.get(channel)
             if share is None:
-                share = shares[channel] = _Share(route)
+                share = shares[channel] = _Share(route, not_before=until)
+            elif share.not_before is not None:
+                share.not_before = None if until is None else min(share.not_before, until)
             if alert.status == "firing":
                 share.firing.add(alert.fingerprint)
                 share.alerts.append(alert)
@@ -194,7 +222,8 @@ def plan_notifications(
                 job_id=new_id(),
                 channel=channel,
                 route=share.route,
-                received_at=now,
+                # Latency (metrics, report) counts from when a deferred job could be sent.
+                received_at=now if share.not_before is None else max(now, share.not_before),
                 group_key=payload.group_key or group,
             )
         jobs.append(
@@ -206,6 +235,7 @@ def plan_notifications(
                 resolved=frozenset(share.resolved),
                 send_resolved=config.send_resolved(channel, share.route),
                 repeat_interval=config.repeat_interval(share.route).total_seconds(),
+                not_before=share.not_before,
             )
         )
     return jobs

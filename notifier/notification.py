@@ -18,7 +18,9 @@ class Notification(BaseModel):
     job_id: str
     channel: str
     route: str
-    received_at: float = Field(description="unix time the payload was accepted")
+    received_at: float = Field(
+        description="unix time the payload was accepted (deferred: when its window opened)"
+    )
     receiver: str
     status: Status
     group_key: str

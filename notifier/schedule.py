@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _WEEKDAYS = {
@@ -37,12 +37,21 @@ _MONTH_NAMES = {number: name for name, number in _MONTHS.items()}
 _CLOCK_TIME = re.compile(r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
 _INTEGER = re.compile(r"^[+-]?[0-9]+$")
 _MINUTE = timedelta(minutes=1)
+_T = TypeVar("_T")
 # How far ahead ``next_opening`` looks: beyond it an interval counts as never opening.
 _HORIZON = timedelta(days=366 * 5)
 
 
 class TimeIntervalError(ValueError):
-    """A ``time_intervals`` entry that Alertmanager would refuse."""
+    """A ``time_intervals`` entry that Alertmanager would refuse.
+
+    ``path`` says where inside the entry (``weekdays[0]``), empty when it is the entry
+    itself; the message is Alertmanager's own wording, without the path.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,31 @@ class TimeInterval:
                 return at
             at = self._earliest_candidate_after(at)
         return None
+
+    def next_closing(self, after: datetime) -> datetime | None:
+        """The first instant at or after ``after`` outside this interval; None within five
+        years means it holds throughout."""
+        at = after
+        limit = after + _HORIZON
+        while at <= limit:
+            if not self.contains(at):
+                return at
+            at = self._end_of_stretch(at)
+        return None
+
+    def _end_of_stretch(self, at: datetime) -> datetime:
+        """An instant after ``at`` (which this interval holds) up to which it holds for sure:
+        the end of the ``times`` range holding ``at``, else the next local midnight, else
+        (sooner) the instant the zone's offset changes."""
+        local = at.astimezone(self.location)
+        minute = local.hour * 60 + local.minute
+        ends = [r.end for r in self.times if r.start <= minute < r.end]
+        day = datetime.combine(local.date(), time())
+        wall = day + timedelta(minutes=max(ends)) if ends else day + timedelta(days=1)
+        candidate = _after(at, wall.replace(tzinfo=self.location))
+        if local.utcoffset() != candidate.astimezone(self.location).utcoffset():
+            return _offset_change(at, candidate, self.location)
+        return candidate
 
     def _earliest_candidate_after(self, at: datetime) -> datetime:
         """The next instant after ``at`` where this interval may begin to hold: the next
@@ -169,29 +203,61 @@ def next_opening(intervals: Sequence[TimeInterval], after: datetime) -> datetime
     return min(openings, default=None)
 
 
+def next_closing(intervals: Sequence[TimeInterval], after: datetime) -> datetime | None:
+    """The first instant at or after ``after`` where none of ``intervals`` holds; None if
+    they cover the next five years.
+
+    While some hold, jump to the latest of their closings: the one closing last holds
+    all the way there, so no gap is jumped over.
+    """
+    at = after
+    limit = after + _HORIZON
+    while at <= limit:
+        closings = [i.next_closing(at) for i in intervals if i.contains(at)]
+        if not closings:
+            return at
+        if None in closings:
+            return None
+        at = max(c for c in closings if c is not None)
+    return None
+
+
 def parse_time_interval(raw: Mapping[str, Any]) -> TimeInterval:
     """One entry of a ``time_intervals[].time_intervals`` list, as YAML gives it."""
     known = {"times", "weekdays", "days_of_month", "months", "years", "location"}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise TimeIntervalError(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        raise TimeIntervalError(
+            f"unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})", unknown[0]
+        )
+    try:
+        location = _parse_location(raw.get("location"))
+    except TimeIntervalError as exc:
+        raise TimeIntervalError(str(exc), "location") from None
     return TimeInterval(
-        times=tuple(_parse_minute_range(item) for item in _list(raw, "times")),
-        weekdays=tuple(_parse_weekdays(item) for item in _list(raw, "weekdays")),
-        days_of_month=tuple(_parse_days_of_month(item) for item in _list(raw, "days_of_month")),
-        months=tuple(_parse_months(item) for item in _list(raw, "months")),
-        years=tuple(_parse_years(item) for item in _list(raw, "years")),
-        location=_parse_location(raw.get("location")),
+        times=_parse_each(raw, "times", _parse_minute_range),
+        weekdays=_parse_each(raw, "weekdays", _parse_weekdays),
+        days_of_month=_parse_each(raw, "days_of_month", _parse_days_of_month),
+        months=_parse_each(raw, "months", _parse_months),
+        years=_parse_each(raw, "years", _parse_years),
+        location=location,
     )
 
 
-def _list(raw: Mapping[str, Any], key: str) -> list[Any]:
+def _parse_each(raw: Mapping[str, Any], key: str, parse: Callable[[Any], _T]) -> tuple[_T, ...]:
+    """``parse`` over the list at ``key``, an error naming the item that failed."""
     value = raw.get(key)
     if value is None:
-        return []
+        return ()
     if not isinstance(value, list):
-        raise TimeIntervalError(f"{key} must be a list")
-    return value
+        raise TimeIntervalError(f"{key} must be a list", key)
+    parsed = []
+    for index, item in enumerate(value):
+        try:
+            parsed.append(parse(item))
+        except TimeIntervalError as exc:
+            raise TimeIntervalError(str(exc), f"{key}[{index}]") from None
+    return tuple(parsed)
 
 
 def _parse_minute_range(item: Any) -> MinuteRange:

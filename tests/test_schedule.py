@@ -20,6 +20,7 @@ from notifier.schedule import (
     TimeInterval,
     TimeIntervalError,
     holds,
+    next_closing,
     next_opening,
     parse_time_interval,
 )
@@ -245,6 +246,22 @@ def test_parse_errors(text: str, message: str) -> None:
     assert str(caught.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("- weekdays: ['monday', 'friyay']", "weekdays[1]"),
+        ("- times: [{start_time: '10:00', end_time: '09:00'}]", "times[0]"),
+        ("- location: 'Mars/Olympus_Mons'", "location"),
+        ("- weekday: ['monday']", "weekday"),
+        ("- months: 'march'", "months"),
+    ],
+)
+def test_parse_errors_say_where_in_the_entry(text: str, path: str) -> None:
+    with pytest.raises(TimeIntervalError) as caught:
+        parse_list(text)
+    assert caught.value.path == path
+
+
 # TestTimeIntervalComplete's table.
 COMPLETE_CASES = [
     (
@@ -369,3 +386,54 @@ def test_next_opening_is_the_earliest_of_a_named_list() -> None:
     assert next_opening(weekend_mornings, utc("2026-12-02T12:00Z")) == utc("2026-12-05T08:00Z")
     assert next_opening(weekend_mornings, utc("2026-12-05T08:30Z")) == utc("2026-12-05T08:30Z")
     assert next_opening(weekend_mornings, utc("2026-12-05T09:00Z")) == utc("2026-12-06T07:00Z")
+
+
+@pytest.mark.parametrize(
+    ("intervals", "after", "expected"),
+    [
+        # Outside already: the instant itself.
+        ([SEOUL_MARKET], "2026-12-02T08:59:59+09:00", "2026-12-02T08:59:59+09:00"),
+        # Inside: the exclusive end of the range.
+        ([SEOUL_MARKET], "2026-12-02T10:00:30+09:00", "2026-12-02T15:30+09:00"),
+        # Two ranges that touch hold as one stretch.
+        (
+            parse_list(
+                "- times: [{start_time: '09:00', end_time: '12:00'},"
+                " {start_time: '12:00', end_time: '13:00'}]"
+            ),
+            "2026-12-02T10:00Z",
+            "2026-12-02T13:00Z",
+        ),
+        # A range ending at 24:00 that goes on the next day (every weekday).
+        (
+            parse_list(
+                "- weekdays: ['monday:friday']\n  times: [{start_time: '18:00', end_time: '24:00'}]\n"
+                "- weekdays: ['tuesday:saturday']\n  times: [{start_time: '00:00', end_time: '08:00'}]"
+            ),
+            "2026-12-02T19:00Z",  # Wednesday
+            "2026-12-03T08:00Z",
+        ),
+        # Weekends, from Friday night: the union of overlapping lists, closing on Monday.
+        (
+            parse_list(
+                "- weekdays: ['saturday', 'sunday']\n"
+                "- weekdays: ['friday']\n  times: [{start_time: '18:00', end_time: '24:00'}]"
+            ),
+            "2026-12-04T20:00Z",  # Friday
+            "2026-12-07T00:00Z",
+        ),
+        # Fall back: 01:00-01:30 New York time happens twice; it closes at the first 01:30.
+        (
+            [TimeInterval(times=(MinuteRange(60, 90),), location=NEW_YORK)],
+            "2021-11-07T01:10-04:00",
+            "2021-11-07T01:30-04:00",
+        ),
+    ],
+)
+def test_next_closing(intervals: list[TimeInterval], after: str, expected: str) -> None:
+    assert next_closing(intervals, utc(after)) == utc(expected)
+
+
+def test_next_closing_of_intervals_that_always_hold() -> None:
+    always = parse_list("- weekdays: ['sunday:saturday']")
+    assert next_closing(always, utc("2026-12-02T00:00Z")) is None

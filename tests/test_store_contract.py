@@ -11,6 +11,7 @@ from notifier.store.base import Store
 from notifier.store.memory import MemoryStore
 from notifier.store.redis import RedisStore
 from notifier.store.sqlite import SQLiteStore
+from tests.deferral_contract import DeferralContract
 from tests.redis_server import fresh_prefix, require_redis
 from tests.store_contract import DELIVERY_LOG_SIZE, StoreContract
 
@@ -36,5 +37,5 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await redis.close()
 
 
-class TestStoreContract(StoreContract):
+class TestStoreContract(StoreContract, DeferralContract):
     pass

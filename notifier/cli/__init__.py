@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -16,6 +17,13 @@ import click
 from notifier import __version__
 from notifier.channels.webhook import safe_url as redact_url
 from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
+from notifier.cli.windows import (
+    channel_states,
+    interval_lines,
+    parse_instant,
+    route_window_text,
+    state_text,
+)
 from notifier.config import ConfigError, check_listen
 from notifier.routing import route_labels
 
@@ -74,8 +82,13 @@ def check_config(config_path: Path) -> None:
     for route in loaded.routes:
         matchers = ", ".join(str(m) for m in route.matchers) or "(every alert)"
         flow = " [continue]" if route.continue_matching else ""
-        click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}")
+        window = route_window_text(loaded, route.name)
+        click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}{window}")
     click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
+    if loaded.windows.intervals:
+        click.echo("time_intervals:")
+        for line in interval_lines(loaded, datetime.now(UTC)):
+            click.echo(line)
 
 
 @cli.group()
@@ -88,10 +101,20 @@ def routes() -> None:
 @click.argument("labels", nargs=-1, required=True)
 @click.option("--expect", help="Comma-separated channels the alert must reach; exit 1 otherwise.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option(
+    "--at",
+    callback=parse_instant,
+    help="An ISO 8601 time with offset: say which channels are active or muted then.",
+)
 def routes_test(
-    config_path: Path, labels: tuple[str, ...], expect: str | None, as_json: bool
+    config_path: Path,
+    labels: tuple[str, ...],
+    expect: str | None,
+    as_json: bool,
+    at: datetime | None,
 ) -> None:
-    """Which routes and channels an alert with LABEL=VALUE... reaches."""
+    """Which routes and channels an alert with LABEL=VALUE... reaches (and, --at, whether
+    their time windows let it through then)."""
     loaded = load_or_exit(config_path, placeholders=True)
     decision = route_labels(
         parse_pairs(labels, "LABELS"), loaded.routes, loaded.config.default_channels
@@ -99,20 +122,25 @@ def routes_test(
     channels = list(decision.channel_names)
     expected = [c.strip() for c in expect.split(",") if c.strip()] if expect is not None else None
     matches = expected is None or sorted(expected) == sorted(channels)
+    states = None if at is None else channel_states(loaded, decision, at)
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "routes": list(decision.routes),
-                    "channels": channels,
-                    "expected": expected,
-                    "ok": matches,
-                }
-            )
-        )
+        answer: dict[str, object] = {
+            "routes": list(decision.routes),
+            "channels": channels,
+            "expected": expected,
+            "ok": matches,
+        }
+        if states is not None:
+            answer["at"] = at.isoformat() if at else None
+            answer["windows"] = states
+        click.echo(json.dumps(answer))
     else:
         click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
         click.echo(f"channels: {', '.join(channels) or '(none)'}")
+        if states is not None and at is not None:
+            click.echo(f"at {at.isoformat()}:")
+            for state in states:
+                click.echo(f"  {state_text(state)}")
     if not matches:
         fail(f"expected {', '.join(expected or [])}, got {', '.join(channels) or '(none)'}")
 

@@ -11,6 +11,10 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
   otherwise a job with a notification is dropped and counted as deduplicated. When the
   call returns, the stored jobs and entries are durable (for SQLite: committed;
   concurrent callers share one transaction).
+- A job with ``not_before`` (deferred by a muted route, DESIGN §9) falls due then, and
+  its ``enqueued_at`` is then too; while it waits unattempted, the next job of its
+  (channel, group) is judged against what the channel was told before it and replaces
+  it (``notifier.deferral``).
 - ``claim`` hands out due jobs (``not_before <= now``), oldest first, each with a lease
   until ``now + lease``; a job whose lease expired is due again. Delivery is therefore
   at-least-once: a worker that dies mid-send leaves the job to be sent again.

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from notifier.dedup import LogEntry, PlannedJob
+from notifier.deferral import Deferral, deferral_for
 from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 from notifier.store.base import (
@@ -72,6 +73,8 @@ class MemoryStore:
         self._dead: dict[str, _Dead] = {}
         # (channel, group) -> (the notification log entry, when it expires)
         self._entries: dict[tuple[str, str], tuple[LogEntry, float]] = {}
+        # (channel, group) -> its deferred job and what the channel was told before it
+        self._deferrals: dict[tuple[str, str], Deferral] = {}
         self._threads: dict[str, tuple[ThreadRef, float]] = {}  # key -> (ref, expires_at)
         self._told: dict[str, tuple[set[str], float]] = {}  # job id -> (recipients, expires_at)
         self._log: deque[DeliveryRecord] = deque(maxlen=delivery_log_size)
@@ -99,23 +102,54 @@ class MemoryStore:
             key = (planned.channel, planned.group)
             kept = self._entries.get(key)
             entry = kept[0] if kept is not None and kept[1] > now else None
-            if not planned.needs_update(entry, now).notify:
+            basis, basis_expiry = entry, kept[1] if kept is not None else 0.0
+            waiting = self._waiting_deferral(key, now)
+            if waiting is not None:
+                # The waiting job told nothing yet: judge against what was told, and let
+                # the latest state replace it (``notifier.deferral``).
+                basis, basis_expiry = waiting.told_at(now), waiting.told_expires_at
+                del self._jobs[waiting.job_id]
+            if not planned.needs_update(basis, now).notify:
+                if waiting is not None:
+                    self._restore(key, basis, basis_expiry)
                 if notification is not None:
                     deduplicated += 1
                 continue
-            self._entries[key] = (planned.entry(now), now + planned.entry_ttl)
+            self._entries[key] = (planned.entry(now), planned.entry_expires_at(now))
             if notification is None:
                 continue  # the entry is updated, nothing is sent
             job_id = notification.job_id
             if job_id in self._jobs or job_id in self._dead:
                 deduplicated += 1  # this very job is already stored
                 continue
+            due = planned.sent_at(now)
             self._seq += 1
-            self._jobs[job_id] = _Job(notification, self._seq, now, not_before=now)
+            # A deferred job's retry budget (``retry.max_age``) starts when it falls due.
+            self._jobs[job_id] = _Job(notification, self._seq, due, not_before=due)
             self._push(self._jobs[job_id])
+            deferral = deferral_for(planned, basis, basis_expiry, job_id)
+            if deferral is not None:
+                self._deferrals[key] = deferral
             enqueued.append(job_id)
         self._sweep_entries(now)
         return EnqueueResult(tuple(enqueued), deduplicated)
+
+    def _waiting_deferral(self, key: tuple[str, str], now: float) -> Deferral | None:
+        """The deferral of ``key`` if its job still waits unattempted; a stale one is dropped."""
+        deferral = self._deferrals.pop(key, None)
+        if deferral is None:
+            return None
+        job = self._jobs.get(deferral.job_id)
+        leased = job is not None and job.lease_until is not None and job.lease_until > now
+        if job is None or job.attempts or leased:
+            return None
+        return deferral
+
+    def _restore(self, key: tuple[str, str], told: LogEntry | None, expires_at: float) -> None:
+        if told is None:
+            self._entries.pop(key, None)
+        else:
+            self._entries[key] = (told, expires_at)
 
     async def claim(
         self,
@@ -362,6 +396,7 @@ class MemoryStore:
         """Drop expired entries, each time the entry count doubles (amortised O(1) per enqueue)."""
         if len(self._entries) >= self._sweep_entries_at:
             self._entries = {k: kept for k, kept in self._entries.items() if kept[1] > now}
+            self._deferrals = {k: d for k, d in self._deferrals.items() if d.job_id in self._jobs}
             self._sweep_entries_at = max(1024, 2 * len(self._entries))
 
 

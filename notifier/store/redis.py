@@ -17,9 +17,11 @@ Lease times come from the callers' clocks, so replicas need synchronised clocks 
 Notification log entries (one key per channel and group, named by a digest of both)
 hold their expiry time and are compared with the caller's ``now`` (as the other stores
 do); their Redis TTL only collects them. The enqueue script decides in Lua, by the same
-rule as ``notifier.dedup.needs_update``. Slack thread refs rely on the Redis TTL alone,
-since ``get_thread`` has no clock; so do told recipients (a set per job). Dedup marks of
-older versions (``dedup:*``) are no longer read and expire by their TTL.
+rule as ``notifier.dedup.needs_update``; beside an entry, a hash (``nfdefer:``) keeps
+a deferred job's id and the entry it replaced (``notifier.deferral``). Slack thread refs
+rely on the Redis TTL alone, since ``get_thread`` has no clock; so do told recipients (a
+set per job). Dedup marks of older versions (``dedup:*``) are no longer read and expire
+by their TTL.
 
 Timers and incidents follow the same pattern (their keys are described in
 ``redis_scripts``): a timer is claimed from a sorted set scored by its due time or lease
@@ -115,7 +117,7 @@ def _entry_json(job: PlannedJob, now: float) -> str:
             "firing": sorted(entry.firing),
             "resolved": sorted(entry.resolved),
             "at": entry.at,
-            "expires_at": now + job.entry_ttl,
+            "expires_at": job.entry_expires_at(now),
         }
     )
 
@@ -221,7 +223,10 @@ class RedisStore:
     async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
         if not jobs:
             return EnqueueResult((), 0)
-        entry_keys = [self._key(f"nflog:{_entry_digest(job)}") for job in jobs]
+        entry_keys = []
+        for job in jobs:
+            digest = _entry_digest(job)
+            entry_keys += [self._key(f"nflog:{digest}"), self._key(f"nfdefer:{digest}")]
         args = [_num(now), self._wake_channel]
         for job in jobs:
             notification = job.notification
@@ -232,7 +237,8 @@ class RedisStore:
                 _entry_json(job, now),
                 "1" if job.send_resolved else "0",
                 _num(job.repeat_interval),
-                str(max(1, math.ceil(job.entry_ttl * 1000))),
+                str(max(1, math.ceil((job.entry_expires_at(now) - now) * 1000))),
+                "" if job.not_before is None else _num(job.sent_at(now)),
             ]
         enqueued: list[str] = await self._call(self._enqueue, args, entry_keys)
         stored = set(enqueued)

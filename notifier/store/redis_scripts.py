@@ -73,34 +73,85 @@ local function needs_update(old, new, send_resolved, repeat_interval, now)
 end
 """
 
-# KEYS: these, then the log entry key of each job.
+# KEYS: these, then per job the key of its log entry and of its deferral (a hash: the
+# deferred job's id and the entry as it was before, ``told``, '' for none).
 # ARGV: now, wake channel, then per job: id ('' when there is nothing to send), channel,
 # payload, the entry it would write (JSON), send_resolved ('1' or '0'), repeat_interval,
-# the entry's ttl_ms.
+# the entry's ttl_ms, not_before ('' unless deferred).
+# A deferral whose job still waits (never attempted, under no live lease) is judged
+# against instead of the entry, and its job removed (``notifier.deferral``).
 # Returns the ids enqueued.
 ENQUEUE = Lua(
-    ("due", "payload", "attempts", "enqueued", "channel"),
+    ("due", "payload", "attempts", "enqueued", "channel", "leased"),
     _NEEDS_UPDATE
     + """
 local now = tonumber(ARGV[1])
+
+local function live(raw)
+    local entry = raw and cjson.decode(raw)
+    if entry and entry.expires_at > now then
+        return entry
+    end
+    return nil
+end
+
+-- Removes the deferred job ``id`` if it still waits; says whether it did.
+local function remove_waiting(id)
+    if redis.call('HGET', KEYS[3], id) ~= '0' then
+        return false
+    end
+    local lease = redis.call('ZSCORE', KEYS[6], id)
+    if lease and tonumber(lease) > now then
+        return false
+    end
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[6], id)
+    for k = 2, 5 do
+        redis.call('HDEL', KEYS[k], id)
+    end
+    return true
+end
+
 local enqueued = {}
-for i = 6, #KEYS do
-    local arg = 3 + (i - 6) * 7
-    local id, entry = ARGV[arg], ARGV[arg + 3]
-    local old = redis.call('GET', KEYS[i])
-    old = old and cjson.decode(old)
-    if old and old.expires_at <= now then
-        old = nil
+for i = 7, #KEYS, 2 do
+    local arg = 3 + (i - 7) / 2 * 8
+    local id, entry, not_before = ARGV[arg], ARGV[arg + 3], ARGV[arg + 7]
+    local basis_raw = redis.call('GET', KEYS[i])
+    local basis = live(basis_raw)
+    local waiting = false
+    local deferral = redis.call('HMGET', KEYS[i + 1], 'job', 'told')
+    if deferral[1] then
+        redis.call('DEL', KEYS[i + 1])
+        waiting = remove_waiting(deferral[1])
+        if waiting then
+            basis_raw = deferral[2] ~= '' and deferral[2]
+            basis = live(basis_raw)
+        end
+    end
+    if not basis then
+        basis_raw = false
     end
     local send_resolved, repeat_interval = ARGV[arg + 4] == '1', tonumber(ARGV[arg + 5])
-    if needs_update(old, cjson.decode(entry), send_resolved, repeat_interval, now) then
+    if needs_update(basis, cjson.decode(entry), send_resolved, repeat_interval, now) then
         redis.call('SET', KEYS[i], entry, 'PX', ARGV[arg + 6])
         if id ~= '' and redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
+            local due = not_before ~= '' and not_before or ARGV[1]
             redis.call('HSET', KEYS[3], id, 0)
-            redis.call('HSET', KEYS[4], id, ARGV[1])
+            redis.call('HSET', KEYS[4], id, due)
             redis.call('HSET', KEYS[5], id, ARGV[arg + 1])
-            redis.call('ZADD', KEYS[1], ARGV[1], id)
+            redis.call('ZADD', KEYS[1], due, id)
+            if not_before ~= '' then
+                redis.call('HSET', KEYS[i + 1], 'job', id, 'told', basis_raw or '')
+                redis.call('PEXPIRE', KEYS[i + 1], ARGV[arg + 6])
+            end
             enqueued[#enqueued + 1] = id
+        end
+    elseif waiting then
+        if basis then
+            local ttl = math.max(1, math.ceil((basis.expires_at - now) * 1000))
+            redis.call('SET', KEYS[i], basis_raw, 'PX', ttl)
+        else
+            redis.call('DEL', KEYS[i])
         end
     end
 end

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.dedup import LogEntry, PlannedJob
+from notifier.deferral import Deferral, deferral_for
 from notifier.incidents.machine import Incident
 from notifier.incidents.records import incident_from_json, incident_to_json
 from notifier.notification import Notification
@@ -55,18 +56,25 @@ _SWEEP_BATCH = 256  # expired log entries, thread refs, told recipients removed 
 _SWEEP_EVERY = 1.0
 
 _READ_ENTRY = """
-    SELECT firing, resolved, at FROM notification_log
-    WHERE channel = ? AND group_id = ? AND expires_at > ?
+    SELECT firing, resolved, at, expires_at, deferred_job, told FROM notification_log
+    WHERE channel = ? AND group_id = ?
 """
 _WRITE_ENTRY = """
-    INSERT INTO notification_log (channel, group_id, firing, resolved, at, expires_at)
-    VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO notification_log
+        (channel, group_id, firing, resolved, at, expires_at, deferred_job, told)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (channel, group_id) DO UPDATE SET firing = excluded.firing,
-        resolved = excluded.resolved, at = excluded.at, expires_at = excluded.expires_at
+        resolved = excluded.resolved, at = excluded.at, expires_at = excluded.expires_at,
+        deferred_job = excluded.deferred_job, told = excluded.told
 """
 _INSERT_JOB = """
     INSERT INTO jobs (id, channel, payload, not_before, enqueued_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING
+"""
+# A deferred job still waits while it is queued, never attempted and under no live lease.
+_REMOVE_WAITING = """
+    DELETE FROM jobs WHERE id = ? AND state = 'queued' AND attempts = 0
+        AND (lease_until IS NULL OR lease_until <= ?)
 """
 _SWEEP_LOG = f"""
     DELETE FROM notification_log WHERE (channel, group_id) IN
@@ -418,32 +426,104 @@ def _enqueue(
     enqueued: list[str] = []
     deduplicated = 0
     for job, send in zip(jobs, sends, strict=True):
-        row = conn.execute(_READ_ENTRY, (job.channel, job.group, now)).fetchone()
-        entry = None if row is None else _entry(*row)
+        row = conn.execute(_READ_ENTRY, (job.channel, job.group)).fetchone()
+        entry, expires_at, deferral = _stored_entry(row, now)
+        waiting = deferral is not None and bool(
+            conn.execute(_REMOVE_WAITING, (deferral.job_id, now)).rowcount
+        )
+        if waiting:
+            # The deferred job told nothing yet: judge against what was told; the latest
+            # state replaced it (``notifier.deferral``).
+            assert deferral is not None
+            entry, expires_at = deferral.told_at(now), deferral.told_expires_at
         if not job.needs_update(entry, now).notify:
+            if waiting:
+                _restore(conn, job, entry, expires_at)
             if send is not None:
                 deduplicated += 1
             continue
-        conn.execute(
-            _WRITE_ENTRY,
-            (
-                job.channel,
-                job.group,
-                json.dumps(sorted(job.firing)),
-                json.dumps(sorted(job.resolved)),
-                now,
-                now + job.entry_ttl,
-            ),
-        )
+        job_id = None if send is None else send[0]
+        kept = None if job_id is None else deferral_for(job, entry, expires_at, job_id)
+        _write_entry(conn, job, job.entry(now), job.entry_expires_at(now), kept)
         if send is None:
             continue  # the entry is updated, nothing is sent
         job_id, payload = send
-        if conn.execute(_INSERT_JOB, (job_id, job.channel, payload, now, now)).rowcount == 0:
+        due = job.sent_at(now)  # a deferred job's retry budget starts when it falls due
+        if conn.execute(_INSERT_JOB, (job_id, job.channel, payload, due, due)).rowcount == 0:
             deduplicated += 1  # this very job is already stored
         else:
             enqueued.append(job_id)
     swept = conn.execute(_SWEEP_LOG, (now,)).rowcount if sweep else 0
     return EnqueueResult(tuple(enqueued), deduplicated), swept >= _SWEEP_BATCH
+
+
+def _stored_entry(
+    row: tuple[Any, ...] | None, now: float
+) -> tuple[LogEntry | None, float, Deferral | None]:
+    """A ``_READ_ENTRY`` row as (the entry if not expired, its expiry, its deferral)."""
+    if row is None:
+        return None, 0.0, None
+    firing, resolved, at, expires_at, deferred_job, told = row
+    entry = _entry(firing, resolved, at) if expires_at > now else None
+    if deferred_job is None:
+        return entry, expires_at, None
+    told_entry, told_expires_at = _told_from_json(told)
+    return entry, expires_at, Deferral(deferred_job, told_entry, told_expires_at)
+
+
+def _write_entry(
+    conn: sqlite3.Connection,
+    job: PlannedJob,
+    entry: LogEntry,
+    expires_at: float,
+    deferral: Deferral | None,
+) -> None:
+    conn.execute(
+        _WRITE_ENTRY,
+        (
+            job.channel,
+            job.group,
+            json.dumps(sorted(entry.firing)),
+            json.dumps(sorted(entry.resolved)),
+            entry.at,
+            expires_at,
+            None if deferral is None else deferral.job_id,
+            None if deferral is None else _told_json(deferral),
+        ),
+    )
+
+
+def _restore(
+    conn: sqlite3.Connection, job: PlannedJob, told: LogEntry | None, expires_at: float
+) -> None:
+    """Put back the entry a removed deferred job had replaced (none: delete it)."""
+    if told is None:
+        sql = "DELETE FROM notification_log WHERE channel = ? AND group_id = ?"
+        conn.execute(sql, (job.channel, job.group))
+    else:
+        _write_entry(conn, job, told, expires_at, None)
+
+
+def _told_json(deferral: Deferral) -> str:
+    told = deferral.told
+    if told is None:
+        return "null"
+    return json.dumps(
+        {
+            "firing": sorted(told.firing),
+            "resolved": sorted(told.resolved),
+            "at": told.at,
+            "expires_at": deferral.told_expires_at,
+        }
+    )
+
+
+def _told_from_json(text: str) -> tuple[LogEntry | None, float]:
+    told = json.loads(text)
+    if told is None:
+        return None, 0.0
+    entry = LogEntry(frozenset(told["firing"]), frozenset(told["resolved"]), told["at"])
+    return entry, float(told["expires_at"])
 
 
 def _entry(firing: str, resolved: str, at: float) -> LogEntry:

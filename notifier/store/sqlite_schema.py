@@ -17,7 +17,8 @@ Tables:
   so a claim that skips some channels tests each due job without reading its row.
 - ``notification_log``: one entry per (channel, group): the fingerprints firing and
   resolved at the last notification (JSON arrays), its time, and its expiry; an
-  expired entry counts as absent (``notifier.dedup``).
+  expired entry counts as absent (``notifier.dedup``). ``deferred_job`` and ``told``
+  keep a deferred job's id and the entry it replaced (``notifier.deferral``).
 - ``deliveries``: the delivery log, trimmed to the newest N rows by id.
 - ``threads``: Slack thread refs with their expiry.
 - ``told``: the recipients each job's message already reached, with their expiry.
@@ -175,6 +176,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
         "CREATE INDEX seen_expiry ON seen (expires_at)",
+    ),
+    # A deferred notification (DESIGN §9): its job, and the entry as it was before it
+    # (JSON, 'null' for none), both NULL when no deferred job was enqueued.
+    (
+        "ALTER TABLE notification_log ADD COLUMN deferred_job TEXT",
+        "ALTER TABLE notification_log ADD COLUMN told TEXT",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
