@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.dedup import LogEntry, PlannedJob
+from notifier.heartbeats.state import HeartbeatState
 from notifier.notification import Notification
 from notifier.store.base import (
     ClaimedJob,
@@ -97,6 +98,7 @@ _DELIVERY_COLUMNS = (
     "job_id, channel, channel_type, outcome, reason, error, latency, at, received_at,"
     " severity, status, alerts"
 )
+_HEARTBEAT_COLUMNS = "name, version, armed_at, due_at, last_seen, missed_since"
 _DEAD_COLUMNS = "id, channel, reason, error, attempts, first_attempt_at, last_attempt_at, payload"
 
 
@@ -252,6 +254,26 @@ class SQLiteStore:
 
     async def add_told_recipient(self, job_id: str, recipient: str, ttl: float, now: float) -> None:
         await self._writer.run(partial(_add_told, job_id, recipient, now + ttl, now))
+
+    async def get_heartbeat(self, name: str) -> HeartbeatState | None:
+        sql = f"SELECT {_HEARTBEAT_COLUMNS} FROM heartbeats WHERE name = ?"
+        row = await self._reader.run(partial(_fetch_one, sql, (name,)))
+        return None if row is None else HeartbeatState(*row)
+
+    async def put_heartbeat(
+        self,
+        state: HeartbeatState,
+        expected_version: int | None,
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        sends = [(n.job_id, n.channel, n.model_dump_json()) for n in notifications]
+        written = await self._writer.run(
+            partial(_put_heartbeat, state, expected_version, sends, now)
+        )
+        if written:
+            self._recent.remember(notifications)
+        return written
 
 
 # The functions below run on the store's threads, inside its transactions.
@@ -480,3 +502,30 @@ def _add_told(
         ON CONFLICT (job_id, recipient) DO UPDATE SET expires_at = excluded.expires_at""",
         (job_id, recipient, expires_at),
     )
+
+
+def _put_heartbeat(
+    state: HeartbeatState,
+    expected_version: int | None,
+    sends: list[tuple[str, str, str]],
+    now: float,
+    conn: sqlite3.Connection,
+) -> bool:
+    """Compare-and-set on the heartbeat's version, with its notifications' jobs."""
+    row = conn.execute("SELECT version FROM heartbeats WHERE name = ?", (state.name,)).fetchone()
+    if (None if row is None else row[0]) != expected_version:
+        return False
+    conn.execute(
+        f"INSERT OR REPLACE INTO heartbeats ({_HEARTBEAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            state.name,
+            state.version,
+            state.armed_at,
+            state.due_at,
+            state.last_seen,
+            state.missed_since,
+        ),
+    )
+    for job_id, channel, payload in sends:
+        conn.execute(_INSERT_JOB, (job_id, channel, payload, now, now))
+    return True

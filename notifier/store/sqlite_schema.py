@@ -21,6 +21,7 @@ Tables:
 - ``deliveries``: the delivery log, trimmed to the newest N rows by id.
 - ``threads``: Slack thread refs with their expiry.
 - ``told``: the recipients each job's message already reached, with their expiry.
+- ``heartbeats``: one row per heartbeat (``notifier.heartbeats.state.HeartbeatState``).
 - ``meta``: a row ``ping`` rewrites to prove the file is writable.
 """
 
@@ -130,6 +131,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
         "CREATE INDEX notification_log_expiry ON notification_log (expires_at)",
+    ),
+    (
+        """
+        CREATE TABLE heartbeats (
+            name TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            armed_at REAL NOT NULL,
+            due_at REAL NOT NULL,
+            last_seen REAL,
+            missed_since REAL
+        ) WITHOUT ROWID
+        """,
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Heartbeats, the dead man's switch (DESIGN §11): ``state`` is pure, ``watch`` runs it."""
