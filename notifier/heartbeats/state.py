@@ -113,7 +113,8 @@ def missed_notifications(
     """What each channel hears when ``state`` (just marked missed) went silent."""
     assert state.missed_since is not None
     since = state.missed_since
-    summary = f"Heartbeat {heartbeat.name} missed: silent since {_stamp(since)}"
+    # The templates add "since <starts_at>" themselves.
+    summary = f"Heartbeat {heartbeat.name} missed: Alertmanager has gone silent"
     description = (
         f"No alert matching heartbeat {heartbeat.name!r} has arrived since {_stamp(since)}"
         f" (timeout {_spelled(heartbeat.timeout)}). The path from Prometheus"
