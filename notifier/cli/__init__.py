@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -17,7 +18,9 @@ from notifier import __version__
 from notifier.channels.webhook import safe_url as redact_url
 from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
 from notifier.config import ConfigError, check_listen
-from notifier.routing import route_labels
+from notifier.durations import format_duration
+from notifier.heartbeats.state import matching
+from notifier.routing import RoutingDecision, route_labels
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,6 +79,11 @@ def check_config(config_path: Path) -> None:
         flow = " [continue]" if route.continue_matching else ""
         click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}")
     click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
+    for heartbeat in loaded.heartbeats:
+        matchers = ", ".join(str(m) for m in heartbeat.matchers)
+        timeout = format_duration(timedelta(seconds=heartbeat.timeout))
+        channels = ", ".join(heartbeat.channels)
+        click.echo(f"heartbeat {heartbeat.name}: {matchers}, timeout {timeout} -> {channels}")
 
 
 @cli.group()
@@ -93,8 +101,13 @@ def routes_test(
 ) -> None:
     """Which routes and channels an alert with LABEL=VALUE... reaches."""
     loaded = load_or_exit(config_path, placeholders=True)
-    decision = route_labels(
-        parse_pairs(labels, "LABELS"), loaded.routes, loaded.config.default_channels
+    alert_labels = parse_pairs(labels, "LABELS")
+    # A heartbeat's alerts renew it and are routed nowhere.
+    renews = [heartbeat.name for heartbeat in matching(loaded.heartbeats, alert_labels)]
+    decision = (
+        RoutingDecision((), ())
+        if renews
+        else route_labels(alert_labels, loaded.routes, loaded.config.default_channels)
     )
     channels = list(decision.channel_names)
     expected = [c.strip() for c in expect.split(",") if c.strip()] if expect is not None else None
@@ -105,13 +118,17 @@ def routes_test(
                 {
                     "routes": list(decision.routes),
                     "channels": channels,
+                    "heartbeats": renews,
                     "expected": expected,
                     "ok": matches,
                 }
             )
         )
     else:
-        click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
+        if renews:
+            click.echo(f"heartbeats: {', '.join(renews)} (renewed, not routed)")
+        else:
+            click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
         click.echo(f"channels: {', '.join(channels) or '(none)'}")
     if not matches:
         fail(f"expected {', '.join(expected or [])}, got {', '.join(channels) or '(none)'}")
