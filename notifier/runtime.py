@@ -30,7 +30,7 @@ from notifier.sample import sample_payload
 from notifier.store import open_store
 from notifier.store.base import EnqueueResult, Store, StoreUnavailable
 from notifier.templates import Renderer, template_context
-from notifier.timers import TimerHandler, TimerLoop
+from notifier.timers import TimerLoop
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Runtime:
         self.channels: Channels | None = None
         self.dispatcher: Dispatcher | None = None
         self.heartbeats = HeartbeatWatch(
-            self.store, self.loaded.heartbeats, on_enqueued=self._wake_dispatcher
+            self.store, self.loaded.heartbeats, clock=clock, on_enqueued=self._wake_dispatcher
         )
         self.timers: TimerLoop | None = None
         self._reload_lock = asyncio.Lock()
@@ -193,13 +193,16 @@ class Runtime:
         finally:
             await self.dispatcher.stop(self.loaded.config.server.shutdown_grace.total_seconds())
 
-    def timer_handlers(self) -> dict[str, TimerHandler]:
-        """Who handles each kind of durable timer (one loop claims them all)."""
-        return {HEARTBEAT_TIMER: self.heartbeats.on_timer}
-
     @contextlib.asynccontextmanager
     async def _timing(self, start: bool) -> AsyncIterator[None]:
-        self.timers = TimerLoop(self.store, self.timer_handlers(), clock=self.clock)
+        """The timer loop: heartbeats falling due. Armed first, so that a heartbeat never
+        heard is watched from the start."""
+        self.timers = TimerLoop(
+            self.store,
+            {HEARTBEAT_TIMER: self.heartbeats.on_timer},
+            lease=self.loaded.config.storage.lease.total_seconds(),
+            clock=self.clock,
+        )
         if start:
             await self.heartbeats.arm(self.clock())
             await self.timers.start()
@@ -273,8 +276,8 @@ class Runtime:
     async def _arm_heartbeats(self) -> None:
         """Watch heartbeats a reload added; a store that cannot answer now leaves them to
         their first renewal or the next start."""
-        if self.timers is None or not self.timers.running:
-            return  # arming happens at start
+        if self.timers is None:
+            return  # not running: arming happens at start
         try:
             await self.heartbeats.arm(self.clock())
         except StoreUnavailable as exc:

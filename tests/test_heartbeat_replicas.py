@@ -16,7 +16,7 @@ from notifier.heartbeats.watch import HeartbeatWatch
 from notifier.store.base import Store
 from notifier.store.redis import RedisStore
 from notifier.store.sqlite import SQLiteStore
-from notifier.testing import config_for_tests, make_payload
+from notifier.testing import ManualClock, config_for_tests, make_payload
 from tests.redis_server import fresh_prefix, require_redis
 
 REPLICAS = 6
@@ -45,18 +45,19 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await redis.close()
 
 
-def _replicas(store: Store) -> list[HeartbeatWatch]:
+def _replicas(store: Store, clock: ManualClock) -> list[HeartbeatWatch]:
     loaded = config_for_tests({"a": {}, "b": {}}, [], heartbeats=HEARTBEATS)
-    return [HeartbeatWatch(store, loaded.heartbeats) for _ in range(REPLICAS)]
+    return [HeartbeatWatch(store, loaded.heartbeats, clock=clock) for _ in range(REPLICAS)]
 
 
 async def test_racing_replicas_tell_a_miss_once_and_a_return_once(store: Store) -> None:
-    replicas = _replicas(store)
-    now = 1_800_000_000.0
-    await asyncio.gather(*(replica.arm(now) for replica in replicas))
-    now += 60
+    clock = ManualClock(1_800_000_000.0)
+    replicas = _replicas(store, clock)
+    await asyncio.gather(*(replica.arm(clock()) for replica in replicas))
+    clock.advance(60)
+    now = clock()
     (timer,) = await store.claim_timers(10, 30.0, now)
-    await asyncio.gather(*(replica.on_timer(timer, now) for replica in replicas))
+    await asyncio.gather(*(replica.on_timer(timer) for replica in replicas))
     missed = await store.claim(100, 1e9, now)
     assert sorted(job.notification.channel for job in missed) == ["a", "b"]
     assert {job.notification.status for job in missed} == {"firing"}

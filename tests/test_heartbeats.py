@@ -37,8 +37,8 @@ class Replica:
     def __init__(self, store: MemoryStore, clock: ManualClock) -> None:
         loaded = config_for_tests(CHANNELS, ROUTES, heartbeats=HEARTBEATS)
         self.woken = 0
-        self.watch = HeartbeatWatch(store, loaded.heartbeats, on_enqueued=self._woken)
-        self.timers = TimerLoop(store, {"heartbeat": self.watch.on_timer}, clock=clock)
+        self.watch = HeartbeatWatch(store, loaded.heartbeats, clock=clock, on_enqueued=self._woken)
+        self.timers = TimerLoop(store, {"heartbeat": self.watch.on_timer}, lease=30, clock=clock)
 
     def _woken(self) -> None:
         self.woken += 1
@@ -184,8 +184,8 @@ async def test_two_replicas_handling_one_timer_tell_once(
     clock.advance(TIMEOUT)
     (timer,) = await store.claim_timers(10, 30.0, clock())
     # The lease ran out on one replica while it handled the timer: both handle it.
-    await one.watch.on_timer(timer, clock())
-    await two.watch.on_timer(timer, clock())
+    await one.watch.on_timer(timer)
+    await two.watch.on_timer(timer)
     assert len(await sent(store, clock)) == 2
 
 
@@ -200,7 +200,7 @@ async def test_a_stale_timer_arms_the_heartbeat_again_from_its_state(
     heartbeat = replica.watch.heartbeats[0]
     assert await store.put_heartbeat(renewed(state, heartbeat, clock()), state.version, [], clock())
     clock.advance(TIMEOUT / 2)
-    await replica.watch.on_timer(timer, clock())  # the old timer: it re-arms, tells nothing
+    await replica.watch.on_timer(timer)  # the old timer: it re-arms, tells nothing
     assert await sent(store, clock) == []
     assert await store.next_timer_at() == clock() + TIMEOUT / 2
     clock.advance(TIMEOUT / 2)

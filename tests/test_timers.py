@@ -1,79 +1,75 @@
-"""``TimerLoop``: one loop hands each due timer to the handler of its kind (or kind prefix)."""
+"""The timer loop: hands each due timer to its kind's owner, finishes it only once handled."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
-from notifier.store.base import Timer
+from notifier.store.base import StoreUnavailable, Timer
 from notifier.store.memory import MemoryStore
 from notifier.testing import ManualClock
 from notifier.timers import TimerLoop
+from tests.processes import wait_until
 
 
-def timer(key: str, kind: str, due_at: float) -> Timer:
-    return Timer(id=f"id-{key}", key=key, group=key, kind=kind, due_at=due_at, data={"k": key})
+def timer(kind: str, key: str, due_at: float) -> Timer:
+    return Timer(id=f"id-{key}", key=key, group="g", kind=kind, due_at=due_at, data={"n": 1})
 
 
-async def test_each_timer_goes_to_the_handler_of_its_kind_or_prefix() -> None:
-    store, clock = MemoryStore(), ManualClock(1000.0)
-    seen: list[tuple[str, str, float]] = []
+async def test_due_timers_go_to_their_owner_and_are_finished() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    seen: list[str] = []
 
-    async def heartbeat(t: Timer, now: float) -> None:
-        seen.append(("heartbeat", t.key, now))
+    async def handle(t: Timer) -> None:
+        seen.append(t.key)
 
-    async def incident(t: Timer, now: float) -> None:
-        seen.append(("incident", t.key, now))
-
-    loop = TimerLoop(store, {"heartbeat": heartbeat, "incident": incident}, clock=clock)
+    loop = TimerLoop(store, {"incident": handle}, lease=60, clock=clock)
     await store.schedule_timers(
-        [
-            timer("a", "heartbeat", 1000.0),
-            timer("b", "incident.step", 999.0),
-            timer("c", "heartbeat", 1001.0),  # not due yet
-        ]
+        [timer("incident.step", "a", clock()), timer("incident.step", "b", clock() + 10)]
     )
-    assert await loop.run_due() == 2
-    assert seen == [("incident", "b", 1000.0), ("heartbeat", "a", 1000.0)]
-    assert await store.next_timer_at() == 1001.0  # the handled ones are finished
-    assert loop.handler_for("incidentally") is None
+    assert await loop.run_due() == 1
+    assert seen == ["a"]
+    clock.advance(10)
+    assert await loop.run_due() == 1
+    assert await store.next_timer_at() is None
 
 
-async def test_a_failing_handler_or_an_unknown_kind_leaves_the_timer_to_run_again() -> None:
-    store, clock = MemoryStore(), ManualClock(1000.0)
+async def test_a_failing_handler_leaves_the_timer_to_fire_again_after_its_lease() -> None:
+    store, clock = MemoryStore(), ManualClock()
     calls = 0
 
-    async def flaky(t: Timer, now: float) -> None:
+    async def handle(t: Timer) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise RuntimeError("a bug, or a crash half-way")
+            raise StoreUnavailable("down")
 
-    loop = TimerLoop(store, {"heartbeat": flaky}, clock=clock, lease=30.0)
-    await store.schedule_timers([timer("a", "heartbeat", 1000.0), timer("b", "digest", 1000.0)])
+    loop = TimerLoop(store, {"incident": handle}, lease=30, clock=clock)
+    await store.schedule_timers([timer("incident.step", "a", clock())])
     assert await loop.run_due() == 0
-    clock.advance(29)
-    assert await loop.run_due() == 0  # still leased
-    clock.advance(1)
-    assert await loop.run_due() == 1
-    assert calls == 2
-    assert await store.next_timer_at() == clock() + 30.0  # the unknown kind, leased again
+    clock.advance(30)
+    assert await loop.run_due() == 1 and calls == 2
 
 
-async def test_the_running_loop_handles_timers_as_they_fall_due() -> None:
+async def test_a_kind_without_owner_is_left_alone() -> None:
+    store, clock = MemoryStore(), ManualClock()
+    loop = TimerLoop(store, {}, lease=30, clock=clock)
+    await store.schedule_timers([timer("heartbeat.due", "a", clock())])
+    assert await loop.run_due() == 0
+    assert await store.next_timer_at() == clock() + 30  # leased, still there
+
+
+async def test_the_running_loop_is_woken_for_a_timer_due_now() -> None:
     store = MemoryStore()
-    handled = asyncio.Event()
+    fired = asyncio.Event()
 
-    async def handler(t: Timer, now: float) -> None:
-        handled.set()
+    async def handle(t: Timer) -> None:
+        fired.set()
 
-    loop = TimerLoop(store, {"heartbeat": handler})
+    loop = TimerLoop(store, {"incident": handle}, lease=30, clock=lambda: 1000.0)
     await loop.start()
     try:
-        await store.schedule_timers([timer("a", "heartbeat", time.time() + 0.05)])
+        await store.schedule_timers([timer("incident.step", "a", 1000.0)])
         loop.wake()
-        async with asyncio.timeout(10):  # a bound for a hang
-            await handled.wait()
+        await wait_until(fired.is_set, "the timer to fire", 10)
     finally:
         await loop.stop()
-    assert not loop.running

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ from notifier.store.base import Store, Timer
 
 log = logging.getLogger(__name__)
 
-TIMER_KIND = "heartbeat"
+TIMER_KIND = "heartbeat"  # the timer loop's owner of these timers, and their kind
 # Compare-and-set rounds before giving up on one change; each lost round means another
 # writer changed the state just now, so a handful is plenty.
 _ATTEMPTS = 8
@@ -67,9 +68,11 @@ class HeartbeatWatch:
         store: Store,
         heartbeats: Sequence[Heartbeat],
         *,
+        clock: Callable[[], float] = time.time,
         on_enqueued: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._on_enqueued = on_enqueued
         self.heartbeats: tuple[Heartbeat, ...] = tuple(heartbeats)
 
@@ -115,8 +118,9 @@ class HeartbeatWatch:
                 return
         log.warning("heartbeat %s: renewal kept losing to other writers", heartbeat.name)
 
-    async def on_timer(self, timer: Timer, now: float) -> None:
+    async def on_timer(self, timer: Timer) -> None:
         """The ``heartbeat`` timer handler: a silence reached its timeout, or a stale wake-up."""
+        now = self._clock()
         heartbeat = self._configured(str(timer.data.get("name")))
         if heartbeat is None:
             return  # no longer configured: its timer ends here
