@@ -279,9 +279,9 @@ class Config(Model):
     templates_dir: str = "../templates"
     defaults: Defaults = Defaults()
     channels: dict[str, ChannelConfig] = Field(min_length=1)
+    heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     default_channels: list[str] = Field(default_factory=list)
-    heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _attempts_fit_in_the_lease(self) -> Config:
@@ -409,6 +409,18 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
     return problems
 
 
+def _build_routes(config: Config) -> tuple[Route, ...]:
+    return tuple(
+        Route(
+            name=route.name,
+            matchers=tuple(Matcher.parse(m) for m in route.matchers),
+            channels=tuple(route.channels),
+            continue_matching=route.continue_,
+        )
+        for route in config.routes
+    )
+
+
 def _heartbeat_problems(heartbeats: object, channels: Mapping[str, Any]) -> list[str]:
     """Duplicate names, matchers that do not parse, channels that do not exist."""
     problems: list[str] = []
@@ -445,18 +457,6 @@ def _build_heartbeats(config: Config) -> tuple[Heartbeat, ...]:
             channels=tuple(heartbeat.channels),
         )
         for heartbeat in config.heartbeats
-    )
-
-
-def _build_routes(config: Config) -> tuple[Route, ...]:
-    return tuple(
-        Route(
-            name=route.name,
-            matchers=tuple(Matcher.parse(m) for m in route.matchers),
-            channels=tuple(route.channels),
-            continue_matching=route.continue_,
-        )
-        for route in config.routes
     )
 
 

@@ -78,12 +78,12 @@ def check_config(config_path: Path) -> None:
         matchers = ", ".join(str(m) for m in route.matchers) or "(every alert)"
         flow = " [continue]" if route.continue_matching else ""
         click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}")
-    click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
     for heartbeat in loaded.heartbeats:
         matchers = ", ".join(str(m) for m in heartbeat.matchers)
         timeout = format_duration(timedelta(seconds=heartbeat.timeout))
         channels = ", ".join(heartbeat.channels)
         click.echo(f"heartbeat {heartbeat.name}: {matchers}, timeout {timeout} -> {channels}")
+    click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
 
 
 @cli.group()
