@@ -35,6 +35,7 @@ from pydantic import (
 from notifier import builtin_templates
 from notifier.durations import format_duration, parse_duration
 from notifier.envsubst import interpolate, key_path
+from notifier.heartbeats.state import Heartbeat
 from notifier.routing import Matcher, MatcherError, Route
 from notifier.windows import RouteWindow, TimeWindows, WhenMuted, build_windows, window_problems
 
@@ -275,12 +276,22 @@ class TimeIntervalsConfig(Model):
     time_intervals: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class HeartbeatConfig(Model):
+    """A dead man's switch (DESIGN §11): the alerts that renew it, and who hears its silence."""
+
+    name: str = Field(min_length=1)
+    matchers: list[str] = Field(min_length=1)
+    timeout: PositiveDuration
+    channels: list[str] = Field(min_length=1)
+
+
 class Config(Model):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     templates_dir: str = "../templates"
     defaults: Defaults = Defaults()
     channels: dict[str, ChannelConfig] = Field(min_length=1)
+    heartbeats: list[HeartbeatConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
     default_channels: list[str] = Field(default_factory=list)
     time_intervals: list[TimeIntervalsConfig] = Field(default_factory=list)
@@ -319,6 +330,7 @@ class LoadedConfig:
     routes: tuple[Route, ...]
     digest: str
     windows: TimeWindows = field(default_factory=TimeWindows)
+    heartbeats: tuple[Heartbeat, ...] = ()
 
     def repeat_interval(self, route_name: str) -> timedelta:
         for route in self.config.routes:
@@ -390,6 +402,7 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
                 problems.append(
                     f"routes[{index}].channels[{c_index}]: undefined channel {channel!r}"
                 )
+    problems.extend(_heartbeat_problems(raw.get("heartbeats"), channels))
     for index, channel in enumerate(raw.get("default_channels") or []):
         if isinstance(channel, str) and channel not in channels:
             problems.append(f"default_channels[{index}]: undefined channel {channel!r}")
@@ -419,6 +432,45 @@ def _build_routes(config: Config) -> tuple[Route, ...]:
             continue_matching=route.continue_,
         )
         for route in config.routes
+    )
+
+
+def _heartbeat_problems(heartbeats: object, channels: Mapping[str, Any]) -> list[str]:
+    """Duplicate names, matchers that do not parse, channels that do not exist."""
+    problems: list[str] = []
+    names: set[str] = set()
+    for index, heartbeat in enumerate(heartbeats if isinstance(heartbeats, list) else []):
+        if not isinstance(heartbeat, dict):
+            continue
+        name = heartbeat.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(f"heartbeats[{index}].name: duplicate heartbeat name {name!r}")
+            names.add(name)
+        for m_index, matcher in enumerate(heartbeat.get("matchers") or []):
+            if not isinstance(matcher, str):
+                continue
+            try:
+                Matcher.parse(matcher)
+            except MatcherError as exc:
+                problems.append(f"heartbeats[{index}].matchers[{m_index}]: {exc}")
+        for c_index, channel in enumerate(heartbeat.get("channels") or []):
+            if isinstance(channel, str) and channel not in channels:
+                problems.append(
+                    f"heartbeats[{index}].channels[{c_index}]: undefined channel {channel!r}"
+                )
+    return problems
+
+
+def _build_heartbeats(config: Config) -> tuple[Heartbeat, ...]:
+    return tuple(
+        Heartbeat(
+            name=heartbeat.name,
+            matchers=tuple(Matcher.parse(m) for m in heartbeat.matchers),
+            timeout=heartbeat.timeout.total_seconds(),
+            channels=tuple(heartbeat.channels),
+        )
+        for heartbeat in config.heartbeats
     )
 
 
@@ -466,6 +518,7 @@ def parse_config(
         base_dir=base_dir,
         templates_dir=templates_dir.resolve(),
         routes=_build_routes(config),
+        heartbeats=_build_heartbeats(config),
         digest=hashlib.sha256(text.encode()).hexdigest()[:12],
         windows=build_windows(
             raw,

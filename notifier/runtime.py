@@ -21,13 +21,16 @@ from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import ConfigError, LoadedConfig, load_config
 from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
+from notifier.heartbeats.watch import TIMER_KIND as HEARTBEAT_TIMER
+from notifier.heartbeats.watch import HeartbeatWatch
 from notifier.metrics import Metrics
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
 from notifier.sample import sample_payload
 from notifier.store import open_store
-from notifier.store.base import EnqueueResult, Store
+from notifier.store.base import EnqueueResult, Store, StoreUnavailable
 from notifier.templates import Renderer, template_context
+from notifier.timers import TimerLoop
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,10 @@ class Runtime:
         self.store: Store = open_store(self.loaded)
         self.channels: Channels | None = None
         self.dispatcher: Dispatcher | None = None
+        self.heartbeats = HeartbeatWatch(
+            self.store, self.loaded.heartbeats, clock=clock, on_enqueued=self._wake_dispatcher
+        )
+        self.timers: TimerLoop | None = None
         self._reload_lock = asyncio.Lock()
         # Channels replaced by a reload, each with the timer that closes it.
         self._retired: list[tuple[Channels, asyncio.TimerHandle]] = []
@@ -126,10 +133,16 @@ class Runtime:
         self, *, dispatch: bool = True
     ) -> list[Callable[[], contextlib.AbstractAsyncContextManager[None]]]:
         """What a running notifier holds, in the order it opens: the store, the channels, the
-        dispatcher (started unless ``dispatch`` is False). Each is its own context, so a
-        failure opening one closes only those already open (the store when the channels fail).
+        dispatcher and the timer loop (started unless ``dispatch`` is False). Each is its own
+        context, so a failure opening one closes only those already open (the store when the
+        channels fail).
         """
-        return [self._store_open, self._channels_open, partial(self._dispatching, dispatch)]
+        return [
+            self._store_open,
+            self._channels_open,
+            partial(self._dispatching, dispatch),
+            partial(self._timing, dispatch),
+        ]
 
     @contextlib.asynccontextmanager
     async def running(self, *, dispatch: bool = True) -> AsyncIterator[Runtime]:
@@ -180,10 +193,37 @@ class Runtime:
         finally:
             await self.dispatcher.stop(self.loaded.config.server.shutdown_grace.total_seconds())
 
+    @contextlib.asynccontextmanager
+    async def _timing(self, start: bool) -> AsyncIterator[None]:
+        """The timer loop: heartbeats falling due. Armed first, so that a heartbeat never
+        heard is watched from the start."""
+        self.timers = TimerLoop(
+            self.store,
+            {HEARTBEAT_TIMER: self.heartbeats.on_timer},
+            lease=self.loaded.config.storage.lease.total_seconds(),
+            clock=self.clock,
+        )
+        if start:
+            await self.heartbeats.arm(self.clock())
+            await self.timers.start()
+        try:
+            yield
+        finally:
+            await self.timers.stop()
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
-        """Route, dedup and durably enqueue one payload; raises ``StoreUnavailable``."""
+        """Renew heartbeats, then route, dedup and durably enqueue the rest of one payload;
+        raises ``StoreUnavailable``."""
         now = self.clock()
-        jobs = plan_notifications(payload, self.loaded, now, _new_job_id)
+        taken = self.heartbeats.take(payload)
+        await self.heartbeats.renew(taken.renewals, now)
+        if taken.rest is None:
+            return EnqueueResult((), 0)
+        jobs = plan_notifications(taken.rest, self.loaded, now, _new_job_id)
         result = await self.store.enqueue(jobs, now)
         if result.enqueued and self.dispatcher is not None:
             self.dispatcher.wake()
@@ -223,6 +263,8 @@ class Runtime:
             old_channels, old_loaded = self.channels, self.loaded
             self.loaded, self.renderer, self.channels = loaded, renderer, channels
             self._declare(loaded)
+            self.heartbeats.replace_config(loaded.heartbeats)
+            await self._arm_heartbeats()
             if old_channels is not None:
                 self._retire(old_channels, retire_after(old_loaded))
             self.loaded_at = self.clock()
@@ -230,6 +272,16 @@ class Runtime:
             self.metrics.config_reload_time.set(self.loaded_at)
             log.info("config reloaded", extra={"config_hash": loaded.digest})
             return ReloadResult(True, [], loaded.digest)
+
+    async def _arm_heartbeats(self) -> None:
+        """Watch heartbeats a reload added; a store that cannot answer now leaves them to
+        their first renewal or the next start."""
+        if self.timers is None:
+            return  # not running: arming happens at start
+        try:
+            await self.heartbeats.arm(self.clock())
+        except StoreUnavailable as exc:
+            log.warning("could not arm the reloaded heartbeats: %s", exc)
 
     def _reload_failed(self, problems: list[str]) -> ReloadResult:
         self.metrics.config_reload_success.set(0)

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from notifier import __version__
 from notifier.config import AuthConfig
 from notifier.health import StoreCheck
+from notifier.heartbeats.status import heartbeats_json
 from notifier.payload import WebhookPayload
 from notifier.runtime import Runtime
 from notifier.store.base import DeadLetter, StoreUnavailable
@@ -278,6 +279,10 @@ async def status(request: web.Request) -> web.Response:
     except StoreUnavailable:
         stats = None
     dispatcher = runtime.dispatcher
+    try:
+        heartbeats: list[dict[str, Any]] | None = heartbeats_json(await runtime.heartbeats.states())
+    except StoreUnavailable:
+        heartbeats = None
     return web.json_response(
         {
             "version": __version__,
@@ -286,6 +291,7 @@ async def status(request: web.Request) -> web.Response:
             "uptime_seconds": round(now - runtime.started_at, 3),
             "queue": stats,
             "circuits": dispatcher.circuit_states() if dispatcher else {},
+            "heartbeats": heartbeats,
         }
     )
 

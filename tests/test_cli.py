@@ -86,6 +86,7 @@ def test_routes_test_json_and_expect() -> None:
     assert json.loads(out) == {
         "routes": ["warning"],
         "channels": ["alerts-slack", "ops-email"],
+        "heartbeats": [],
         "expected": ["ops-email", "alerts-slack"],
         "ok": True,
     }
@@ -135,3 +136,15 @@ def test_serve_with_a_bad_listen_is_a_usage_error() -> None:
     code, _, err = run(["serve", "--config", str(ROOT / "config/demo.yaml"), "--listen", "abc"])
     assert code == 2
     assert "listen must be HOST:PORT, got 'abc'" in err
+
+
+def test_a_heartbeat_alert_is_listed_and_routed_nowhere() -> None:
+    code, out, _ = run(["check-config", "--config", SEED], SECRETS)
+    assert code == 0
+    assert (
+        'heartbeat watchdog: alertname="Watchdog", timeout 10m -> oncall-sms, alerts-slack' in out
+    )
+    code, out, _ = run(["routes", "test", "--config", SEED, "alertname=Watchdog", "--expect", ""])
+    assert code == 0, out
+    assert "heartbeats: watchdog (renewed, not routed)" in out
+    assert "channels: (none)" in out

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from notifier.durations import parse_duration
 from tests.binaries import require_binary
 from tests.promql_names import exported_metrics, referenced_metrics
 
@@ -28,15 +29,24 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _alert_rules() -> list[dict[str, Any]]:
+WATCHDOG = "Watchdog"  # always firing, by design: it renews notifier's heartbeat
+
+
+def _alert_rules(*, with_watchdog: bool = False) -> list[dict[str, Any]]:
+    """The alerts about notifier itself (and, when asked, the Watchdog)."""
     groups = yaml.safe_load(RULES.read_text())["groups"]
-    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    return [
+        rule
+        for group in groups
+        for rule in group["rules"]
+        if "alert" in rule and (with_watchdog or rule["alert"] != WATCHDOG)
+    ]
 
 
 def test_promtool_accepts_the_rules() -> None:
     result = _promtool("check", "rules", str(RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(_alert_rules())} rules found" in result.stdout
+    assert f"SUCCESS: {len(_alert_rules(with_watchdog=True))} rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass() -> None:
@@ -132,3 +142,29 @@ def test_the_alertmanager_example_is_valid_for_the_real_alertmanager() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 receivers" in result.stdout
+
+
+def test_the_watchdog_fires_always_and_reaches_notifier_within_the_heartbeat_timeout() -> None:
+    (watchdog,) = [r for r in _alert_rules(with_watchdog=True) if r["alert"] == WATCHDOG]
+    assert watchdog["expr"] == "vector(1)"
+    assert "for" not in watchdog
+    amtool = require_binary("amtool", "prometheus-alertmanager")
+    config = RULES.parent / "alertmanager.yml"
+    result = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={config}", f"alertname={WATCHDOG}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["notifier"]
+    (route,) = [
+        r
+        for r in yaml.safe_load(config.read_text())["route"]["routes"]
+        if f'alertname="{WATCHDOG}"' in r["matchers"]
+    ]
+    notifier = yaml.safe_load((RULES.parent / "notifier.yaml").read_text())
+    (heartbeat,) = [h for h in notifier["heartbeats"] if f'alertname="{WATCHDOG}"' in h["matchers"]]
+    repeat = parse_duration(route["repeat_interval"]) + parse_duration(route["group_interval"])
+    assert repeat < parse_duration(heartbeat["timeout"]) / 2

@@ -12,6 +12,7 @@ from notifier.store.memory import MemoryStore
 from notifier.store.redis import RedisStore
 from notifier.store.sqlite import SQLiteStore
 from tests.deferral_contract import DeferralContract
+from tests.heartbeat_contract import HeartbeatContract
 from tests.redis_server import fresh_prefix, require_redis
 from tests.store_contract import DELIVERY_LOG_SIZE, StoreContract
 
@@ -38,4 +39,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 class TestStoreContract(StoreContract, DeferralContract):
+    pass
+
+
+class TestHeartbeatContract(HeartbeatContract):
     pass

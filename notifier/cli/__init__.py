@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -25,7 +25,9 @@ from notifier.cli.windows import (
     state_text,
 )
 from notifier.config import ConfigError, check_listen
-from notifier.routing import route_labels
+from notifier.durations import format_duration
+from notifier.heartbeats.state import matching
+from notifier.routing import RoutingDecision, route_labels
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,6 +86,11 @@ def check_config(config_path: Path) -> None:
         flow = " [continue]" if route.continue_matching else ""
         window = route_window_text(loaded, route.name)
         click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}{window}")
+    for heartbeat in loaded.heartbeats:
+        matchers = ", ".join(str(m) for m in heartbeat.matchers)
+        timeout = format_duration(timedelta(seconds=heartbeat.timeout))
+        channels = ", ".join(heartbeat.channels)
+        click.echo(f"heartbeat {heartbeat.name}: {matchers}, timeout {timeout} -> {channels}")
     click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
     if loaded.windows.intervals:
         click.echo("time_intervals:")
@@ -116,8 +123,13 @@ def routes_test(
     """Which routes and channels an alert with LABEL=VALUE... reaches (and, --at, whether
     their time windows let it through then)."""
     loaded = load_or_exit(config_path, placeholders=True)
-    decision = route_labels(
-        parse_pairs(labels, "LABELS"), loaded.routes, loaded.config.default_channels
+    alert_labels = parse_pairs(labels, "LABELS")
+    # A heartbeat's alerts renew it and are routed nowhere.
+    renews = [heartbeat.name for heartbeat in matching(loaded.heartbeats, alert_labels)]
+    decision = (
+        RoutingDecision((), ())
+        if renews
+        else route_labels(alert_labels, loaded.routes, loaded.config.default_channels)
     )
     channels = list(decision.channel_names)
     expected = [c.strip() for c in expect.split(",") if c.strip()] if expect is not None else None
@@ -127,6 +139,7 @@ def routes_test(
         answer: dict[str, object] = {
             "routes": list(decision.routes),
             "channels": channels,
+            "heartbeats": renews,
             "expected": expected,
             "ok": matches,
         }
@@ -135,7 +148,10 @@ def routes_test(
             answer["windows"] = states
         click.echo(json.dumps(answer))
     else:
-        click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
+        if renews:
+            click.echo(f"heartbeats: {', '.join(renews)} (renewed, not routed)")
+        else:
+            click.echo(f"routes: {', '.join(decision.routes) or '(none: default_channels)'}")
         click.echo(f"channels: {', '.join(channels) or '(none)'}")
         if states is not None and at is not None:
             click.echo(f"at {at.isoformat()}:")

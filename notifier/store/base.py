@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from notifier.dedup import PlannedJob
+from notifier.heartbeats.state import HeartbeatState
 from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 
@@ -226,12 +227,36 @@ class Incidents(Protocol):
         ...
 
 
+class HeartbeatStates(Protocol):
+    """Heartbeat states (DESIGN §11), written with compare-and-set on their version.
+
+    A change and the notifications it sends are one atomic write, so a heartbeat marked
+    missed (or back) by two replicas at once, or by a timer handled twice, is told once.
+    The heartbeat's timer is not part of that write: it only wakes the notifier, which
+    checks the state and arms the timer again from it (``notifier.heartbeats.watch``).
+    """
+
+    async def get_heartbeat(self, name: str) -> HeartbeatState | None: ...
+
+    async def put_heartbeat(
+        self,
+        state: HeartbeatState,
+        expected_version: int | None,
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        """Write ``state`` if the stored one is at ``expected_version`` (None: if none is
+        stored); in the same step enqueue ``notifications`` as jobs due at ``now`` (a job id
+        already stored stays as it is). False, changing nothing, otherwise."""
+        ...
+
+
 def incident_timer_group(incident_id: str) -> str:
     """The timer group of one incident's steps, ack timeout and silence end."""
     return f"incident:{incident_id}"
 
 
-class Store(ChannelState, Timers, Incidents, Protocol):
+class Store(ChannelState, Timers, Incidents, HeartbeatStates, Protocol):
     async def open(self) -> None:
         """Connect / create the schema. Idempotent."""
         ...

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from notifier.dedup import LogEntry, PlannedJob
 from notifier.deferral import Deferral, deferral_for
+from notifier.heartbeats.state import HeartbeatState
 from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 from notifier.store.base import (
@@ -82,6 +83,7 @@ class MemoryStore:
         self._timer_leases: dict[str, float] = {}  # timer id -> lease end
         self._incidents: dict[str, Incident] = {}
         self._seen: dict[str, float] = {}  # remember_once key -> expires_at
+        self._heartbeats: dict[str, HeartbeatState] = {}
         self._seq = 0
         self._sweep_entries_at = 1024  # sweep expired entries when there are this many
 
@@ -387,6 +389,29 @@ class MemoryStore:
             return False
         self._seen = {k: t for k, t in self._seen.items() if t > now}
         self._seen[key] = now + ttl
+        return True
+
+    async def get_heartbeat(self, name: str) -> HeartbeatState | None:
+        return self._heartbeats.get(name)
+
+    async def put_heartbeat(
+        self,
+        state: HeartbeatState,
+        expected_version: int | None,
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        stored = self._heartbeats.get(state.name)
+        if (None if stored is None else stored.version) != expected_version:
+            return False
+        self._heartbeats[state.name] = state
+        for notification in notifications:
+            if notification.job_id in self._jobs or notification.job_id in self._dead:
+                continue
+            self._seq += 1
+            job = _Job(notification, self._seq, now, not_before=now)
+            self._jobs[notification.job_id] = job
+            self._push(job)
         return True
 
     def _push(self, job: _Job) -> None:

@@ -59,6 +59,7 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from notifier.dedup import PlannedJob
+from notifier.heartbeats.state import HeartbeatState
 from notifier.incidents.machine import Incident
 from notifier.incidents.records import incident_from_json, incident_to_json
 from notifier.notification import Notification
@@ -169,6 +170,7 @@ class RedisStore:
         self._replay = self._bind(lua.REPLAY)
         self._purge = self._bind(lua.PURGE)
         self._dead_letters = self._bind(lua.DEAD_LETTERS)
+        self._put_heartbeat = self._bind(lua.PUT_HEARTBEAT)
         self._schedule_timers = self._bind(lua.SCHEDULE_TIMERS)
         self._cancel_timers = self._bind(lua.CANCEL_TIMERS)
         self._finish_timer = self._bind(lua.FINISH_TIMER)
@@ -507,6 +509,37 @@ class RedisStore:
                 self._key(f"seen:{key}"), "1", nx=True, px=max(1, math.ceil(ttl * 1000))
             )
         return bool(stored)
+
+    def _heartbeat_key(self, name: str) -> str:
+        digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+        return self._key(f"heartbeat:{digest}")
+
+    async def get_heartbeat(self, name: str) -> HeartbeatState | None:
+        with self._unavailable():
+            value = await self._client.hget(self._heartbeat_key(name), "state")
+        return None if value is None else HeartbeatState(**json.loads(value))
+
+    async def put_heartbeat(
+        self,
+        state: HeartbeatState,
+        expected_version: int | None,
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        args: list[Any] = [
+            _num(now),
+            self._wake_channel,
+            "" if expected_version is None else str(expected_version),
+            str(state.version),
+            json.dumps(asdict(state)),
+        ]
+        for notification in notifications:
+            args += [notification.job_id, notification.channel, notification.model_dump_json()]
+        key = self._heartbeat_key(state.name)
+        written = int(await self._call(self._put_heartbeat, args, [key])) == 1
+        if written:
+            self._recent.remember(notifications)
+        return written
 
     async def delete_all_keys(self) -> int:
         """Delete every key under this store's prefix (tests and benchmarks clean up with it)."""

@@ -565,3 +565,33 @@ end
 return out
 """,
 )
+
+# KEYS: these, then the heartbeat's hash (fields ``version`` and ``state``, its JSON).
+# ARGV: now, wake channel, the expected version ('' when none may be stored), the new
+# version, the state JSON, then per job: id, channel, payload. Compare-and-set on the
+# version, with the jobs; returns 1 when written, 0 when the version had moved on.
+PUT_HEARTBEAT = Lua(
+    ("due", "payload", "attempts", "enqueued", "channel"),
+    """
+local stored = redis.call('HGET', KEYS[6], 'version') or ''
+if stored ~= ARGV[3] then
+    return 0
+end
+redis.call('HSET', KEYS[6], 'version', ARGV[4], 'state', ARGV[5])
+local added = false
+for arg = 6, #ARGV, 3 do
+    local id = ARGV[arg]
+    if redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
+        redis.call('HSET', KEYS[3], id, 0)
+        redis.call('HSET', KEYS[4], id, ARGV[1])
+        redis.call('HSET', KEYS[5], id, ARGV[arg + 1])
+        redis.call('ZADD', KEYS[1], ARGV[1], id)
+        added = true
+    end
+end
+if added then
+    redis.call('PUBLISH', ARGV[2], '1')
+end
+return 1
+""",
+)

@@ -28,6 +28,7 @@ from typing import Any
 
 from notifier.dedup import LogEntry, PlannedJob
 from notifier.deferral import Deferral, deferral_for
+from notifier.heartbeats.state import HeartbeatState
 from notifier.incidents.machine import Incident
 from notifier.incidents.records import incident_from_json, incident_to_json
 from notifier.notification import Notification
@@ -110,6 +111,7 @@ _DELIVERY_COLUMNS = (
     "job_id, channel, channel_type, outcome, reason, error, latency, at, received_at,"
     " severity, status, alerts"
 )
+_HEARTBEAT_COLUMNS = "name, version, armed_at, due_at, last_seen, missed_since"
 _DEAD_COLUMNS = "id, channel, reason, error, attempts, first_attempt_at, last_attempt_at, payload"
 
 # A timer may be claimed when this is <= now (``timers_due`` indexes it).
@@ -365,6 +367,26 @@ class SQLiteStore:
     async def _one_incident(self, sql: str, params: Sequence[object]) -> Incident | None:
         row = await self._reader.run(partial(_fetch_one, sql, params))
         return None if row is None else incident_from_json(row[0])
+
+    async def get_heartbeat(self, name: str) -> HeartbeatState | None:
+        sql = f"SELECT {_HEARTBEAT_COLUMNS} FROM heartbeats WHERE name = ?"
+        row = await self._reader.run(partial(_fetch_one, sql, (name,)))
+        return None if row is None else HeartbeatState(*row)
+
+    async def put_heartbeat(
+        self,
+        state: HeartbeatState,
+        expected_version: int | None,
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        sends = [(n.job_id, n.channel, n.model_dump_json()) for n in notifications]
+        written = await self._writer.run(
+            partial(_put_heartbeat, state, expected_version, sends, now)
+        )
+        if written:
+            self._recent.remember(notifications)
+        return written
 
 
 def _timer_rows(timers: Sequence[Timer]) -> list[tuple[str, str, str, str, float, str]]:
@@ -750,3 +772,30 @@ def _remember_once(key: str, expires_at: float, now: float, conn: sqlite3.Connec
         (key, expires_at, now),
     )
     return inserted.rowcount > 0
+
+
+def _put_heartbeat(
+    state: HeartbeatState,
+    expected_version: int | None,
+    sends: list[tuple[str, str, str]],
+    now: float,
+    conn: sqlite3.Connection,
+) -> bool:
+    """Compare-and-set on the heartbeat's version, with its notifications' jobs."""
+    row = conn.execute("SELECT version FROM heartbeats WHERE name = ?", (state.name,)).fetchone()
+    if (None if row is None else row[0]) != expected_version:
+        return False
+    conn.execute(
+        f"INSERT OR REPLACE INTO heartbeats ({_HEARTBEAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            state.name,
+            state.version,
+            state.armed_at,
+            state.due_at,
+            state.last_seen,
+            state.missed_since,
+        ),
+    )
+    for job_id, channel, payload in sends:
+        conn.execute(_INSERT_JOB, (job_id, channel, payload, now, now))
+    return True

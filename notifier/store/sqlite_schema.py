@@ -29,6 +29,7 @@ Tables:
   columns looked up by: partial unique indexes keep one open incident per (route,
   group) and per ack code; ``epoch`` is what ``change_incident`` compares and sets.
 - ``seen``: the keys ``remember_once`` has seen, with their expiry.
+- ``heartbeats``: one row per heartbeat (``notifier.heartbeats.state.HeartbeatState``).
 - ``meta``: a row ``ping`` rewrites to prove the file is writable.
 """
 
@@ -182,6 +183,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE notification_log ADD COLUMN deferred_job TEXT",
         "ALTER TABLE notification_log ADD COLUMN told TEXT",
+    ),
+    (
+        """
+        CREATE TABLE heartbeats (
+            name TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            armed_at REAL NOT NULL,
+            due_at REAL NOT NULL,
+            last_seen REAL,
+            missed_since REAL
+        ) WITHOUT ROWID
+        """,
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
