@@ -114,6 +114,7 @@ class ServerConfig(Model):
     listen: str = "127.0.0.1:9095"
     auth: AuthConfig | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
     # 0s is a valid choice: on SIGTERM, hand the sends under way back at once.
     shutdown_grace: NonNegativeDuration = timedelta(seconds=10)
     # The longest a request body may take to arrive, so a stalled sender cannot hold a request.
@@ -160,6 +161,12 @@ class Defaults(Model):
     retry: RetryConfig = RetryConfig()
 
 
+class DigestConfig(Model):
+    """Storm mode (DESIGN §10): fold the backlog into one digest past ``max_drain``."""
+
+    max_drain: PositiveDuration
+
+
 class ChannelBase(Model):
     """Settings every channel type shares; unset ones fall back to ``defaults``."""
 
@@ -171,6 +178,9 @@ class ChannelBase(Model):
     )
     circuit_breaker_failures: int = Field(default=5, ge=1)
     circuit_breaker_reset: PositiveDuration = timedelta(seconds=30)
+    # Storm digests (DESIGN §10): unset takes the type's default (``notifier.digest``).
+    digest: DigestConfig | Literal["off"] | None = None
+    digest_template: str | None = None
 
 
 class EmailChannel(ChannelBase):
@@ -382,7 +392,7 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
     for name, channel in channels.items():
         if not isinstance(channel, dict):
             continue
-        for key in ("template", "text_template"):
+        for key in ("template", "text_template", "digest_template"):
             template = channel.get(key)
             if (
                 isinstance(template, str)

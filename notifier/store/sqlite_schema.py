@@ -131,6 +131,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX notification_log_expiry ON notification_log (expires_at)",
     ),
+    # Storm digests count and fold one channel's waiting jobs (DESIGN §10).
+    ("CREATE INDEX jobs_channel ON jobs (channel, state, seq)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # What an operator should hear when a file reaches a version, by that version.
