@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from notifier.config import ChannelConfig
+from notifier.config import ChannelConfig, EmailChannel, SlackChannel, SmsChannel
 from notifier.digest_summary import DigestGroup, DigestSummary
 from notifier.notification import Notification
 from notifier.store.base import DeliveryRecord, Fold
@@ -47,6 +47,16 @@ def digest_template(channel: ChannelConfig) -> str | None:
     return channel.digest_template or DEFAULT_TEMPLATE.get(channel.type)
 
 
+def template_for(
+    notification: Notification, channel: EmailChannel | SlackChannel | SmsChannel
+) -> str:
+    """The template that renders ``notification`` on ``channel``: its digest template for a
+    digest, else its own."""
+    if notification.digest is not None:
+        return digest_template(channel) or channel.template
+    return channel.template
+
+
 def foldable(notification: Notification) -> bool:
     """An ordinary alert notification, or an earlier digest. Escalation pages never fold:
     extend this line once ``Notification`` tells a page from an alert (``kind``)."""
@@ -66,7 +76,10 @@ class DigestFolder:
     storm: str
     started_at: float
     now: float
-    not_before: float  # when the digest may be sent (refreshes at most once a minute)
+    not_before: float  # when a new digest may be sent (refreshes at most once a minute)
+    # When the digest of this storm that still waits is due: folded into the new one, it
+    # keeps its turn instead of starting a new one.
+    pending_due: float | None = None
     console_url: str | None = None
 
     def __call__(self, waiting: Sequence[Notification]) -> Fold | None:
@@ -75,13 +88,17 @@ class DigestFolder:
         if not alerts:
             return None  # nothing new: a waiting digest stays as it is
         digest_id = _digest_id(self.channel, self.storm, alerts)
-        previous = [n.digest for n in taken if n.digest is not None and n.digest.storm == self.storm]
+        previous = [
+            n.digest for n in taken if n.digest is not None and n.digest.storm == self.storm
+        ]
         summary = self._summary(previous, alerts)
         return Fold(
             folded=tuple(n.job_id for n in taken),
             records=tuple(self._record(n, digest_id) for n in alerts),
             digest=self._digest(digest_id, summary, alerts),
-            not_before=self.not_before,
+            not_before=(
+                self.pending_due if previous and self.pending_due is not None else self.not_before
+            ),
         )
 
     def _summary(

@@ -27,6 +27,7 @@ from notifier.payload import WebhookPayload
 from notifier.sample import sample_payload
 from notifier.store import open_store
 from notifier.store.base import EnqueueResult, Store
+from notifier.storm_watch import StormWatch, watching
 from notifier.templates import Renderer, template_context
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Runtime:
         self.store: Store = open_store(self.loaded)
         self.channels: Channels | None = None
         self.dispatcher: Dispatcher | None = None
+        self.storm_watch: StormWatch | None = None
         self._reload_lock = asyncio.Lock()
         # Channels replaced by a reload, each with the timer that closes it.
         self._retired: list[tuple[Channels, asyncio.TimerHandle]] = []
@@ -171,12 +173,20 @@ class Runtime:
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.loaded, self.metrics, clock=self.clock
         )
+        self.storm_watch = StormWatch(
+            self.store, self.metrics, self.clock, on_fold=self.dispatcher.wake
+        )
+        self.storm_watch.configure(self.loaded)
         if dispatch:
             await self.dispatcher.start()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_time.set(self.loaded_at)
         try:
-            yield
+            if dispatch:
+                async with watching(self.storm_watch):
+                    yield
+            else:
+                yield
         finally:
             await self.dispatcher.stop(self.loaded.config.server.shutdown_grace.total_seconds())
 
@@ -215,6 +225,8 @@ class Runtime:
                 if self.dispatcher is not None:
                     # All or nothing: it raises before changing any lane.
                     self.dispatcher.replace_config(loaded, channels)
+                if self.storm_watch is not None:
+                    self.storm_watch.configure(loaded)
             except Exception as exc:
                 await channels.aclose()
                 if isinstance(exc, ValueError):  # a setting that cannot be built

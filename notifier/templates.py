@@ -22,6 +22,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifier import builtin_templates
+from notifier.digest_summary import DigestSummary
 from notifier.durations import format_duration
 from notifier.notification import Notification
 from notifier.payload import Alert
@@ -114,6 +115,21 @@ def template_context(
             "type": channel_type,
             "route": notification.route,
         },
+        "digest": None if notification.digest is None else _digest_context(notification.digest),
+    }
+
+
+def _digest_context(digest: DigestSummary) -> dict[str, Any]:
+    """A storm digest as its templates see it (DESIGN §10)."""
+    return {
+        "storm": digest.storm,
+        "started_at": datetime.fromtimestamp(digest.started_at, UTC),
+        "firing": digest.firing,
+        "resolved": digest.resolved,
+        "groups": digest.groups,
+        "more": digest.more,
+        "top": [group.model_dump() for group in digest.top],
+        "console_url": http_url(digest.console_url or ""),
     }
 
 

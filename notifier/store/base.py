@@ -206,11 +206,11 @@ class Store(ChannelState, Protocol):
         """How many of ``channel``'s jobs wait (due or scheduled, not leased at ``now``)."""
         ...
 
-    async def fold(self, channel: str, now: float, folder: Folder) -> int:
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
         """Storm mode (DESIGN §10), in one transaction: hand ``folder`` the channel's
         waiting jobs (not leased at ``now``), oldest first; remove the ones its ``Fold``
         names, append its records to the delivery log and enqueue its digest (due at
-        ``not_before``). Returns how many jobs were removed (0 when ``folder`` says None).
+        ``not_before``). Returns the fold written, or None when ``folder`` said None.
         """
         ...
 

@@ -26,6 +26,7 @@ from notifier.store.base import (
     DeadLetter,
     DeliveryRecord,
     EnqueueResult,
+    Fold,
     Folder,
     QueueStats,
     ThreadRef,
@@ -235,11 +236,11 @@ class MemoryStore:
     async def waiting(self, channel: str, now: float) -> int:
         return len(self._waiting(channel, now))
 
-    async def fold(self, channel: str, now: float, folder: Folder) -> int:
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
         waiting = self._waiting(channel, now)
         fold = folder([job.notification for job in waiting])
         if fold is None:
-            return 0
+            return None
         for job_id in fold.folded:
             del self._jobs[job_id]
         self._log.extend(fold.records)
@@ -247,7 +248,7 @@ class MemoryStore:
         self._seq += 1
         self._jobs[digest.job_id] = _Job(digest, self._seq, now, not_before=fold.not_before)
         self._push(self._jobs[digest.job_id])
-        return len(fold.folded)
+        return fold
 
     def _waiting(self, channel: str, now: float) -> list[_Job]:
         """The channel's jobs not leased at ``now``, oldest first."""

@@ -58,6 +58,7 @@ from notifier.store.base import (
     DeadLetter,
     DeliveryRecord,
     EnqueueResult,
+    Fold,
     Folder,
     QueueStats,
     StoreUnavailable,
@@ -374,7 +375,7 @@ class RedisStore:
     async def waiting(self, channel: str, now: float) -> int:
         return int(await self._call(self._waiting, [channel, _num(now)]))
 
-    async def fold(self, channel: str, now: float, folder: Folder) -> int:
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
         """Read the waiting jobs, fold them here, and write the fold in one script that
         checks they all still wait; read again when one was claimed meanwhile."""
         for _ in range(_FOLD_TRIES):
@@ -382,7 +383,7 @@ class RedisStore:
             waiting = [Notification.model_validate_json(p) for _, p in _rows(flat, 2) if p]
             fold = folder(waiting)
             if fold is None:
-                return 0
+                return None
             args: list[Any] = [
                 _num(now),
                 self._wake_channel,
@@ -396,10 +397,9 @@ class RedisStore:
             ]
             for record in fold.records:
                 args += [_num(record.at), json.dumps(asdict(record), separators=(",", ":"))]
-            folded = int(await self._call(self._fold, args))
-            if folded >= 0:
-                return folded
-        return 0  # the channel's jobs kept being claimed: the next look folds them
+            if int(await self._call(self._fold, args)) >= 0:
+                return fold
+        return None  # the channel's jobs kept being claimed: the next look folds them
 
     async def get_thread(self, key: str) -> ThreadRef | None:
         with self._unavailable():

@@ -33,6 +33,7 @@ from notifier.store.base import (
     DeadLetter,
     DeliveryRecord,
     EnqueueResult,
+    Fold,
     Folder,
     QueueStats,
     ThreadRef,
@@ -244,7 +245,7 @@ class SQLiteStore:
         row = await self._reader.run(partial(_fetch_one, _COUNT_WAITING, (channel, now)))
         return 0 if row is None else int(row[0])
 
-    async def fold(self, channel: str, now: float, folder: Folder) -> int:
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
         return await self._writer.run(partial(_fold, channel, now, folder, self._log_size))
 
     async def get_thread(self, key: str) -> ThreadRef | None:
@@ -393,14 +394,14 @@ def _claim(
 
 def _fold(
     channel: str, now: float, folder: Folder, log_size: int, conn: sqlite3.Connection
-) -> int:
+) -> Fold | None:
     """Storm fold in the writer's transaction (the folder is pure, so running it twice is safe)."""
     rows = conn.execute(
         f"SELECT payload FROM jobs WHERE {_WAITING} ORDER BY seq", (channel, now)
     ).fetchall()
     fold = folder([Notification.model_validate_json(payload) for (payload,) in rows])
     if fold is None:
-        return 0
+        return None
     conn.executemany(
         "DELETE FROM jobs WHERE id = ? AND state = 'queued'", [(i,) for i in fold.folded]
     )
@@ -410,7 +411,7 @@ def _fold(
     conn.execute(
         _INSERT_JOB, (digest.job_id, channel, digest.model_dump_json(), fold.not_before, now)
     )
-    return len(fold.folded)
+    return fold
 
 
 def _complete(record: DeliveryRecord, log_size: int, conn: sqlite3.Connection) -> None:
