@@ -81,17 +81,20 @@ class DigestFolder:
     # keeps its turn instead of starting a new one.
     pending_due: float | None = None
     console_url: str | None = None
+    # The storm's last digest, sent or not: its counts carry over, as the new digest
+    # replaces it in the same message. Without it, those of a digest still waiting do.
+    carried: DigestSummary | None = None
 
     def __call__(self, waiting: Sequence[Notification]) -> Fold | None:
-        taken = [n for n in waiting if foldable(n)]
+        taken = [
+            n for n in waiting if foldable(n) and (n.digest is None or n.digest.storm == self.storm)
+        ]
         alerts = [n for n in taken if n.digest is None]
         if not alerts:
             return None  # nothing new: a waiting digest stays as it is
         digest_id = _digest_id(self.channel, self.storm, alerts)
-        previous = [
-            n.digest for n in taken if n.digest is not None and n.digest.storm == self.storm
-        ]
-        summary = self._summary(previous, alerts)
+        previous = [n.digest for n in taken if n.digest is not None]
+        summary = self._summary([self.carried] if self.carried else previous, alerts)
         return Fold(
             folded=tuple(n.job_id for n in taken),
             records=tuple(self._record(n, digest_id) for n in alerts),

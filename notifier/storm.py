@@ -1,11 +1,13 @@
 """When a channel is in storm mode (DESIGN §10): a pure detector with hysteresis, clock passed in.
 
 A channel enters storm mode when its backlog would take longer than ``max_drain`` to
-drain at its rate limit, and leaves it only once the backlog would drain within a
-quarter of ``max_drain``: between the two it keeps its mode, so a backlog hovering
-near the threshold does not flip it on every look. While in storm mode the channel's
-backlog is folded on every look, so the backlog seen is what arrived since the last
-look: the storm ends when arrivals slow below a quarter of the threshold.
+drain at its rate limit, and leaves it once the backlog would drain within a quarter of
+``max_drain``. While it storms its backlog is folded on every look, so what the store
+holds says little: the detector instead keeps the backlog the channel would have had,
+had nothing been folded (what it saw arrive, less what its rate limit would have sent
+since), counted up to the entering threshold. The storm therefore ends once arrivals
+have stayed below the channel's rate for three quarters of ``max_drain``, and a quiet
+second in the middle of a storm does not end it.
 """
 
 from __future__ import annotations
@@ -32,13 +34,21 @@ class StormDetector:
         self.rate = rate
         self.in_storm = False
         self.started_at: float | None = None
+        self._backlog = 0.0  # in storm: the backlog had nothing been folded
+        self._seen_at = 0.0
 
     def observe(self, backlog: int, now: float) -> StormChange:
-        drain = backlog / self.rate
-        if not self.in_storm and drain > self.max_drain:
+        """``backlog``: the channel's waiting jobs now (in storm: those since the last fold)."""
+        threshold = self.max_drain * self.rate
+        if not self.in_storm:
+            if backlog <= threshold:
+                return StormChange(False, entered=False, left=False)
             self.in_storm, self.started_at = True, now
+            self._backlog, self._seen_at = min(float(backlog), threshold), now
             return StormChange(True, entered=True, left=False)
-        if self.in_storm and drain < self.max_drain * LEAVE_FRACTION:
+        drained = max(0.0, self._backlog - self.rate * max(0.0, now - self._seen_at))
+        self._backlog, self._seen_at = min(drained + backlog, threshold), now
+        if self._backlog < threshold * LEAVE_FRACTION:
             self.in_storm, self.started_at = False, None
             return StormChange(False, entered=False, left=True)
-        return StormChange(self.in_storm, entered=False, left=False)
+        return StormChange(True, entered=False, left=False)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from notifier.config import LoadedConfig
 from notifier.digest import DigestFolder, max_drain
+from notifier.digest_summary import DigestSummary
 from notifier.metrics import Metrics
 from notifier.store.base import Store, StoreUnavailable
 from notifier.storm import StormDetector
@@ -42,6 +43,7 @@ class _Storm:
     started_at: float
     due: float  # when the last digest written is (or was) due
     digest_id: str | None = None
+    summary: DigestSummary | None = None  # of the last digest written
     sent_before: bool = False  # a digest of this storm may already be out
 
 
@@ -108,15 +110,20 @@ class StormWatch:
             await self._look_at(name, watched)
 
     async def _look_at(self, name: str, watched: _Watched) -> None:
-        now = self._clock()
-        change = watched.detector.observe(await self._store.waiting(name, now), now)
-        if change.entered:
-            watched.storm = _Storm(f"{name}@{now:.3f}", now, due=now + SETTLE)
+        """In storm: fold, and tell the detector what arrived since the last fold. Calm:
+        tell it the backlog, and fold at once if that starts a storm."""
+        now, detector, storm = self._clock(), watched.detector, watched.storm
+        if detector.in_storm and storm is not None:
+            folded = await self._fold(name, watched, storm, now)
+            change = detector.observe(folded, now)
+        else:
+            change = detector.observe(await self._store.waiting(name, now), now)
+            if not change.entered:
+                return
+            storm = watched.storm = _Storm(f"{name}@{now:.3f}", now, due=now + SETTLE)
             log.warning("channel entered storm mode", extra={"channel": name})
-        storm = watched.storm
-        if storm is None:
-            return
-        folded = await self._fold(name, watched, storm, now) if change.in_storm else 0
+            folded = await self._fold(name, watched, storm, now)
+            self._metrics.storm_mode.labels(name, watched.channel_type).set(1)
         if not folded and storm.due > now and not storm.sent_before and storm.digest_id:
             # The burst is in (or over): the first digest goes now instead of at SETTLE.
             await self._store.release(storm.digest_id, not_before=now)
@@ -124,8 +131,8 @@ class StormWatch:
             self._on_fold()
         if change.left:
             watched.storm = None
+            self._metrics.storm_mode.labels(name, watched.channel_type).set(0)
             log.warning("channel left storm mode", extra={"channel": name})
-        self._metrics.storm_mode.labels(name, watched.channel_type).set(int(change.in_storm))
 
     async def _fold(self, name: str, watched: _Watched, storm: _Storm, now: float) -> int:
         if storm.digest_id is None:
@@ -144,11 +151,13 @@ class StormWatch:
             not_before=not_before,
             pending_due=storm.due,
             console_url=self._console_url,
+            carried=storm.summary,
         )
         fold = await self._store.fold(name, now, folder)
         if fold is None:
             return 0
         storm.digest_id, storm.due = fold.digest.job_id, fold.not_before
+        storm.summary = fold.digest.digest
         self._metrics.notifications_folded.labels(name, watched.channel_type).inc(len(fold.records))
         self._on_fold()
         return len(fold.records)
