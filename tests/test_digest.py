@@ -123,7 +123,7 @@ def test_a_bad_digest_setting_is_a_config_error_with_its_path() -> None:
             [{"name": "all", "channels": ["s"]}],
         )
     assert "channels.s.digest" in str(caught.value)
-    with pytest.raises(ConfigError, match="channels.s.digest_template"):
+    with pytest.raises(ConfigError, match=r"channels\.s\.digest_template"):
         config_for_tests(
             {"s": {"type": "slack", "token": "x", "channel": "#a", "digest_template": "nope.json"}},
             [{"name": "all", "channels": ["s"]}],
