@@ -32,8 +32,8 @@ from procs import ROOT, free_port, running, wait_ready
 
 sys.path.insert(0, str(ROOT))
 
-from notifier.sample import build_payload  # noqa: E402
-from tests.fakes.slack_api import FakeSlack  # noqa: E402
+from notifier.sample import build_payload
+from tests.fakes.slack_api import FakeSlack
 
 TOKEN = "bench-token"
 GOAL_S = 30.0
