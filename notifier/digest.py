@@ -183,3 +183,19 @@ def _digest_id(channel: str, storm: str, alerts: Sequence[Notification]) -> str:
         digest.update(part.encode())
         digest.update(b"\x00")
     return f"digest-{digest.hexdigest()}"
+
+
+def sample_digest(notification: Notification, channel_type: str) -> Notification:
+    """A digest folding ``notification``, for ``check-config`` to render digest templates."""
+    at = notification.received_at
+    fold = DigestFolder(
+        channel=notification.channel,
+        channel_type=channel_type,
+        storm=f"{notification.channel}@sample",
+        started_at=at,
+        now=at,
+        not_before=at,
+        console_url="https://notifier.example.com/ui/",
+    )([notification])
+    assert fold is not None  # one alert notification always folds
+    return fold.digest

@@ -20,6 +20,7 @@ from pathlib import Path
 from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import ConfigError, LoadedConfig, load_config
 from notifier.dedup import plan_notifications
+from notifier.digest import digest_template, max_drain, sample_digest
 from notifier.dispatcher import Dispatcher
 from notifier.metrics import Metrics
 from notifier.notification import Notification
@@ -51,6 +52,12 @@ def template_problems(loaded: LoadedConfig, renderer: Renderer) -> list[str]:
             )
             if error is not None:
                 problems.append(f"channels.{name}.{key}: {error}")
+        digest = digest_template(channel) if max_drain(channel) is not None else None
+        if digest is not None:
+            sample = template_context(sample_digest(notification, channel.type), channel.type)
+            error = renderer.trial_render(digest, None, sample)
+            if error is not None:
+                problems.append(f"channels.{name}.digest_template: {error}")
     return problems
 
 
