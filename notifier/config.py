@@ -182,6 +182,17 @@ class ChannelBase(Model):
     digest: DigestConfig | Literal["off"] | None = None
     digest_template: str | None = None
 
+    @model_validator(mode="after")
+    def _digest_renders_here(self) -> ChannelBase:
+        # A webhook sends Alertmanager's payload shape and a log channel its own JSON:
+        # neither has a digest template, so a digest would reach them as an empty group.
+        kind = getattr(self, "type", None)
+        if kind in ("webhook", "log") and (
+            self.digest not in (None, "off") or self.digest_template
+        ):
+            raise ValueError(f"storm digests (digest, digest_template) are not for {kind} channels")
+        return self
+
 
 class EmailChannel(ChannelBase):
     type: Literal["email"]

@@ -191,3 +191,16 @@ def test_another_storms_waiting_digest_is_left_alone() -> None:
     assert fold is not None and fold.digest.digest is not None
     assert fold.folded == ("b0",)
     assert fold.digest.digest.groups == 1
+
+
+def test_digests_are_refused_on_webhook_and_log_channels() -> None:
+    for settings in (
+        {"type": "webhook", "url": "http://127.0.0.1:1/", "digest": {"max_drain": "10s"}},
+        {"type": "log", "digest_template": "digest.txt"},
+    ):
+        with pytest.raises(ConfigError, match="storm digests .* are not for"):
+            config_for_tests({"c": settings}, [{"name": "all", "channels": ["c"]}])
+    config_for_tests(
+        {"c": {"type": "webhook", "url": "http://127.0.0.1:1/", "digest": "off"}},
+        [{"name": "all", "channels": ["c"]}],
+    )
