@@ -135,10 +135,16 @@ class Runtime:
         self, *, dispatch: bool = True
     ) -> list[Callable[[], contextlib.AbstractAsyncContextManager[None]]]:
         """What a running notifier holds, in the order it opens: the store, the channels, the
-        dispatcher (started unless ``dispatch`` is False). Each is its own context, so a
-        failure opening one closes only those already open (the store when the channels fail).
+        dispatcher and the storm watch (both started unless ``dispatch`` is False). Each is its
+        own context, so a failure opening one closes only those already open (the store when
+        the channels fail).
         """
-        return [self._store_open, self._channels_open, partial(self._dispatching, dispatch)]
+        return [
+            self._store_open,
+            self._channels_open,
+            partial(self._dispatching, dispatch),
+            partial(self._storm_watching, dispatch),
+        ]
 
     @contextlib.asynccontextmanager
     async def running(self, *, dispatch: bool = True) -> AsyncIterator[Runtime]:
@@ -180,22 +186,28 @@ class Runtime:
         self.dispatcher = Dispatcher(
             self.store, self.channels, self.loaded, self.metrics, clock=self.clock
         )
-        self.storm_watch = StormWatch(
-            self.store, self.metrics, self.clock, on_fold=self.dispatcher.wake
-        )
-        self.storm_watch.configure(self.loaded)
         if dispatch:
             await self.dispatcher.start()
         self.metrics.config_reload_success.set(1)
         self.metrics.config_reload_time.set(self.loaded_at)
         try:
-            if dispatch:
-                async with watching(self.storm_watch):
-                    yield
-            else:
-                yield
+            yield
         finally:
             await self.dispatcher.stop(self.loaded.config.server.shutdown_grace.total_seconds())
+
+    @contextlib.asynccontextmanager
+    async def _storm_watching(self, dispatch: bool) -> AsyncIterator[None]:
+        """Storm mode (DESIGN §10) beside the dispatcher, which it wakes after each fold."""
+        assert self.dispatcher is not None  # started by _dispatching
+        self.storm_watch = StormWatch(
+            self.store, self.metrics, self.clock, on_fold=self.dispatcher.wake
+        )
+        self.storm_watch.configure(self.loaded)
+        if not dispatch:
+            yield
+            return
+        async with watching(self.storm_watch):
+            yield
 
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
         """Route, dedup and durably enqueue one payload; raises ``StoreUnavailable``."""

@@ -198,7 +198,7 @@ def test_digests_are_refused_on_webhook_and_log_channels() -> None:
         {"type": "webhook", "url": "http://127.0.0.1:1/", "digest": {"max_drain": "10s"}},
         {"type": "log", "digest_template": "digest.txt"},
     ):
-        with pytest.raises(ConfigError, match="storm digests .* are not for"):
+        with pytest.raises(ConfigError, match=r"storm digests .* are not for"):
             config_for_tests({"c": settings}, [{"name": "all", "channels": ["c"]}])
     config_for_tests(
         {"c": {"type": "webhook", "url": "http://127.0.0.1:1/", "digest": "off"}},
