@@ -77,18 +77,15 @@ class StormWatch:
         watched = {}
         for name, channel in loaded.config.channels.items():
             drain, rate = max_drain(channel), channel.rate_limit
-            self._metrics.storm_mode.labels(name, channel.type).set(0)
-            self._metrics.notifications_folded.labels(name, channel.type)
-            if drain is None or rate is None:
-                continue  # no storm mode; without a rate limit a backlog has no drain time
             old = self._channels.get(name)
-            if old is not None and (old.detector.max_drain, old.detector.rate) == (drain, rate):
+            if drain is None or rate is None:
+                pass  # no storm mode; without a rate limit a backlog has no drain time
+            elif old is not None and (old.detector.max_drain, old.detector.rate) == (drain, rate):
                 watched[name] = old
             else:
                 watched[name] = _Watched(channel.type, StormDetector(drain, rate))
-            self._metrics.storm_mode.labels(name, channel.type).set(
-                int(watched[name].detector.in_storm)
-            )
+            storming = name in watched and watched[name].detector.in_storm
+            self._metrics.storm_mode.labels(name, channel.type).set(int(storming))
         self._channels = watched
 
     def in_storm(self) -> dict[str, bool]:
