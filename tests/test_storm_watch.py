@@ -152,3 +152,15 @@ async def test_digest_off_never_storms() -> None:
     await w.watch.look()
     assert w.watch.in_storm() == {}
     assert await w.store.waiting("slack", now=w.clock()) == 500
+
+
+async def test_a_reload_keeps_a_storm_unless_its_settings_changed() -> None:
+    w = Watched()
+    await w.arrive(100)
+    await w.watch.look()
+    w.watch.configure(loaded())
+    assert w.watch.in_storm() == {"slack": True}
+    assert w.metric("notifier_storm_mode") == 1
+    w.watch.configure(loaded(digest="off"))
+    assert w.watch.in_storm() == {}
+    assert w.metric("notifier_storm_mode") == 0
