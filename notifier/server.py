@@ -267,6 +267,8 @@ async def status(request: web.Request) -> web.Response:
             "uptime_seconds": round(now - runtime.started_at, 3),
             "queue": stats,
             "circuits": dispatcher.circuit_states() if dispatcher else {},
+            # Channels with storm digests (DESIGN §10): whether each is in storm mode now.
+            "storms": runtime.storm_watch.in_storm() if runtime.storm_watch else {},
         }
     )
 

@@ -104,6 +104,7 @@ async def test_a_storm_of_1000_groups_is_folded_into_digests_and_a_page_still_ar
 
             await wait_until(lambda: len(pager.requests) == 1, "the page", timeout=60)
             paged_in_storm = await storming()
+            status = await notifier.get_json("/api/v1/status")
             await wait_until(
                 lambda: visible_groups(slack) >= GROUPS, "every group in #alerts", timeout=240
             )
@@ -112,6 +113,7 @@ async def test_a_storm_of_1000_groups_is_folded_into_digests_and_a_page_still_ar
             metrics = await scrape(f"{notifier.url}/metrics")
 
     assert paged_in_storm
+    assert status["storms"] == {SLACK: True}  # the webhook channel has no storm mode
     assert pager.requests[0].json()["alerts"][0]["labels"]["alertname"] == "DatabaseDown"
     assert visible_groups(slack) == GROUPS
     alone = {
