@@ -3,8 +3,10 @@
 Pure: the store calls ``DigestFolder`` inside its fold transaction with the channel's
 waiting notifications, and gets back the digest to enqueue, the ids to remove and a
 ``digested`` delivery record for each folded alert notification. A waiting digest of
-the same storm is folded too, so its counts carry over into the new one: the last
-digest of a storm counts every group folded since the storm began.
+the same storm is folded too (the new one replaces it), and the counts so far come from
+the storm's last digest (``carried``), or else from that waiting one: every digest of a
+storm counts each group folded since the storm began, as it replaces the one before in
+the same message.
 """
 
 from __future__ import annotations
