@@ -116,6 +116,7 @@ class ServerConfig(Model):
     listen: str = "127.0.0.1:9095"
     auth: AuthConfig | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
     # 0s is a valid choice: on SIGTERM, hand the sends under way back at once.
     shutdown_grace: NonNegativeDuration = timedelta(seconds=10)
     # The longest a request body may take to arrive, so a stalled sender cannot hold a request.
@@ -162,6 +163,12 @@ class Defaults(Model):
     retry: RetryConfig = RetryConfig()
 
 
+class DigestConfig(Model):
+    """Storm mode (DESIGN §10): fold the backlog into one digest past ``max_drain``."""
+
+    max_drain: PositiveDuration
+
+
 class ChannelBase(Model):
     """Settings every channel type shares; unset ones fall back to ``defaults``."""
 
@@ -173,6 +180,20 @@ class ChannelBase(Model):
     )
     circuit_breaker_failures: int = Field(default=5, ge=1)
     circuit_breaker_reset: PositiveDuration = timedelta(seconds=30)
+    # Storm digests (DESIGN §10): unset takes the type's default (``notifier.digest``).
+    digest: DigestConfig | Literal["off"] | None = None
+    digest_template: str | None = None
+
+    @model_validator(mode="after")
+    def _digest_renders_here(self) -> ChannelBase:
+        # A webhook sends Alertmanager's payload shape and a log channel its own JSON:
+        # neither has a digest template, so a digest would reach them as an empty group.
+        kind = getattr(self, "type", None)
+        if kind in ("webhook", "log") and (
+            self.digest not in (None, "off") or self.digest_template
+        ):
+            raise ValueError(f"storm digests (digest, digest_template) are not for {kind} channels")
+        return self
 
 
 class EmailChannel(ChannelBase):
@@ -409,7 +430,7 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
     for name, channel in channels.items():
         if not isinstance(channel, dict):
             continue
-        for key in ("template", "text_template"):
+        for key in ("template", "text_template", "digest_template"):
             template = channel.get(key)
             if (
                 isinstance(template, str)

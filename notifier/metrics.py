@@ -146,6 +146,18 @@ class Metrics:
             ["channel", "type"],
             registry=r,
         )
+        self.storm_mode = Gauge(
+            "notifier_storm_mode",
+            "Whether the channel is in storm mode, folding its backlog into digests (0/1).",
+            ["channel", "type"],
+            registry=r,
+        )
+        self.notifications_folded = Counter(
+            "notifier_notifications_folded_total",
+            "Notifications folded into a storm digest instead of being sent alone.",
+            ["channel", "type"],
+            registry=r,
+        )
         self.config_reload_success = Gauge(
             "notifier_config_last_reload_successful",
             "Whether the last configuration reload succeeded.",
@@ -184,6 +196,8 @@ class Metrics:
             self.circuit_state.labels(name, kind).set(0)
             self.rate_limit_utilisation.labels(name, kind)
             self.template_fallbacks.labels(name)
+            self.storm_mode.labels(name, kind)
+            self.notifications_folded.labels(name, kind)
             for reason in FailureReason:
                 self.notifications_failed.labels(name, kind, reason.value)
                 self.dead_lettered.labels(name, kind, reason.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from notifier.digest_summary import DigestSummary
 from notifier.payload import Alert, Labels, Status, WebhookPayload
 
 
@@ -30,6 +31,8 @@ class Notification(BaseModel):
     external_url: str
     truncated_alerts: int = 0
     alerts: tuple[Alert, ...]
+    # Set on a storm digest (DESIGN §10): the channel renders its digest template instead.
+    digest: DigestSummary | None = None
 
     @classmethod
     def for_channel(

@@ -20,6 +20,7 @@ from pathlib import Path
 from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import ConfigError, LoadedConfig, load_config
 from notifier.dedup import plan_notifications
+from notifier.digest import digest_template, max_drain, sample_digest
 from notifier.dispatcher import Dispatcher
 from notifier.heartbeats.watch import TIMER_KIND as HEARTBEAT_TIMER
 from notifier.heartbeats.watch import HeartbeatWatch
@@ -29,6 +30,7 @@ from notifier.payload import WebhookPayload
 from notifier.sample import sample_payload
 from notifier.store import open_store
 from notifier.store.base import EnqueueResult, Store, StoreUnavailable
+from notifier.storm_watch import StormWatch, watching
 from notifier.templates import Renderer, template_context
 from notifier.timers import TimerLoop
 
@@ -53,6 +55,12 @@ def template_problems(loaded: LoadedConfig, renderer: Renderer) -> list[str]:
             )
             if error is not None:
                 problems.append(f"channels.{name}.{key}: {error}")
+        digest = digest_template(channel) if max_drain(channel) is not None else None
+        if digest is not None:
+            sample = template_context(sample_digest(notification, channel.type), channel.type)
+            error = renderer.trial_render(digest, None, sample)
+            if error is not None:
+                problems.append(f"channels.{name}.digest_template: {error}")
     return problems
 
 
@@ -117,6 +125,7 @@ class Runtime:
             self.store, self.loaded.heartbeats, clock=clock, on_enqueued=self._wake_dispatcher
         )
         self.timers: TimerLoop | None = None
+        self.storm_watch: StormWatch | None = None
         self._reload_lock = asyncio.Lock()
         # Channels replaced by a reload, each with the timer that closes it.
         self._retired: list[tuple[Channels, asyncio.TimerHandle]] = []
@@ -133,14 +142,15 @@ class Runtime:
         self, *, dispatch: bool = True
     ) -> list[Callable[[], contextlib.AbstractAsyncContextManager[None]]]:
         """What a running notifier holds, in the order it opens: the store, the channels, the
-        dispatcher and the timer loop (started unless ``dispatch`` is False). Each is its own
-        context, so a failure opening one closes only those already open (the store when the
-        channels fail).
+        dispatcher, the storm watch and the timer loop (started unless ``dispatch`` is
+        False). Each is its own context, so a failure opening one closes only those already
+        open (the store when the channels fail).
         """
         return [
             self._store_open,
             self._channels_open,
             partial(self._dispatching, dispatch),
+            partial(self._storm_watching, dispatch),
             partial(self._timing, dispatch),
         ]
 
@@ -215,6 +225,20 @@ class Runtime:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
+    @contextlib.asynccontextmanager
+    async def _storm_watching(self, dispatch: bool) -> AsyncIterator[None]:
+        """Storm mode (DESIGN §10) beside the dispatcher, which it wakes after each fold."""
+        assert self.dispatcher is not None  # started by _dispatching
+        self.storm_watch = StormWatch(
+            self.store, self.metrics, self.clock, on_fold=self.dispatcher.wake
+        )
+        self.storm_watch.configure(self.loaded)
+        if not dispatch:
+            yield
+            return
+        async with watching(self.storm_watch):
+            yield
+
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
         """Renew heartbeats, then route, dedup and durably enqueue the rest of one payload;
         raises ``StoreUnavailable``."""
@@ -255,6 +279,8 @@ class Runtime:
                 if self.dispatcher is not None:
                     # All or nothing: it raises before changing any lane.
                     self.dispatcher.replace_config(loaded, channels)
+                if self.storm_watch is not None:
+                    self.storm_watch.configure(loaded)
             except Exception as exc:
                 await channels.aclose()
                 if isinstance(exc, ValueError):  # a setting that cannot be built

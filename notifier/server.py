@@ -292,6 +292,8 @@ async def status(request: web.Request) -> web.Response:
             "queue": stats,
             "circuits": dispatcher.circuit_states() if dispatcher else {},
             "heartbeats": heartbeats,
+            # Channels with storm digests (DESIGN §10): whether each is in storm mode now.
+            "storms": runtime.storm_watch.in_storm() if runtime.storm_watch else {},
         }
     )
 

@@ -25,6 +25,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from notifier import builtin_templates
 from notifier.channels import slack_text
+from notifier.digest_summary import DigestSummary
 from notifier.durations import format_duration
 from notifier.notification import Notification
 from notifier.payload import Alert
@@ -142,6 +143,21 @@ def template_context(
             "type": channel_type,
             "route": notification.route,
         },
+        "digest": None if notification.digest is None else _digest_context(notification.digest),
+    }
+
+
+def _digest_context(digest: DigestSummary) -> dict[str, Any]:
+    """A storm digest as its templates see it (DESIGN §10)."""
+    return {
+        "storm": digest.storm,
+        "started_at": datetime.fromtimestamp(digest.started_at, UTC),
+        "firing": digest.firing,
+        "resolved": digest.resolved,
+        "groups": digest.groups,
+        "more": digest.more,
+        "top": [group.model_dump() for group in digest.top],
+        "console_url": http_url(digest.console_url or ""),
     }
 
 

@@ -20,6 +20,7 @@ from notifier.channels.base import Channel, FailureReason, PermanentError, Retry
 from notifier.channels.registry import Channels, open_channels
 from notifier.channels.slack_budget import MAX_BLOCKS, MAX_TEXT
 from notifier.config import LoadedConfig
+from notifier.digest import DigestFolder
 from notifier.payload import GO_ZERO_TIME, WebhookPayload
 from notifier.store.base import ThreadRef
 from notifier.store.memory import MemoryStore
@@ -609,3 +610,47 @@ async def test_preview_is_the_message_json(open_slack: Opener) -> None:
     assert preview["channel"] == "#alerts"
     assert preview["text"] == "FIRING: InstanceDown (1 alert)"
     assert TOKEN not in json.dumps(preview)
+
+
+async def test_the_stand_in_rate_limits_a_channel_as_slack_does(
+    aiohttp_server: Any, open_slack: Opener
+) -> None:
+    fake = FakeSlack(token=TOKEN, rate_limit=1.0)
+    server = await aiohttp_server(fake.app())
+    loaded, channel, _ = await open_slack(**bot(server))
+    await channel.send(notification(loaded, "slack", fixture("firing_single")))
+    with pytest.raises(RetryableError) as caught:
+        await channel.send(notification(loaded, "slack", fixture("grouped_firing_4_alerts")))
+    assert caught.value.reason is FailureReason.RATE_LIMITED
+    assert caught.value.retry_after is not None
+    assert fake.rate_limited == 1
+    assert len(fake.calls("chat.postMessage")) == 2
+    assert len(fake.messages) == 1
+
+
+async def test_a_storm_digest_updates_its_one_message(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    loaded, channel, _ = await open_slack(**bot(server))
+    group = notification(loaded, "slack", fixture("firing_single"))
+
+    def digest(job_id: str, now: float, carried: Any = None) -> Any:
+        fold = DigestFolder("slack", "slack", "slack@1", 1.0, now, now, carried=carried)(
+            [group.model_copy(update={"job_id": job_id})]
+        )
+        assert fold is not None
+        return fold.digest
+
+    first = digest("a", 1.0)
+    await channel.send(first)
+    second = digest("b", 61.0, first.digest)
+    receipt = await channel.send(second)
+
+    (post,) = fake.calls("chat.postMessage")
+    (update,) = fake.calls("chat.update")
+    assert update.body["ts"] == receipt.peer_ids[0]
+    (message,) = fake.messages.values()
+    assert message.text.startswith(":cyclone: Alert storm on slack: 2 groups firing")
+    assert message.edits[0]["text"].startswith(":cyclone: Alert storm on slack: 1 group firing")
+    assert "1 group firing" in post.body["text"]

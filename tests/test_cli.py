@@ -61,6 +61,19 @@ def test_check_config_trial_renders_templates(tmp_path: Path) -> None:
     assert "channels.log.template" in err and "nosuchfilter" in err
 
 
+def test_check_config_trial_renders_digest_templates(tmp_path: Path) -> None:
+    (tmp_path / "storm.txt").write_text("{{ digest.nosuchfield.x }}")
+    path = tmp_path / "c.yaml"
+    sms = (
+        "{type: sms, account_sid: AC1, auth_token: t, from: '+15005550006',"
+        " to: ['+15005550007'], digest_template: storm.txt}"
+    )
+    path.write_text(f"templates_dir: {tmp_path}\nchannels:\n  pager: {sms}\n")
+    code, _, err = run(["check-config", "--config", str(path)])
+    assert code == 1
+    assert "channels.pager.digest_template" in err and "nosuchfield" in err
+
+
 def test_routes_test_prints_the_critical_channels() -> None:
     code, out, _ = run(
         ["routes", "test", "--config", SEED, "severity=critical", "alertname=HighErrorRate"]

@@ -275,3 +275,13 @@ async def test_run_report_reads_the_store_delivery_log() -> None:
     limited = await build_report(store, since=SINCE, now=now, targets=TARGETS, limit=5)
     assert limited.truncated and limited.attempts == 5
     assert "read limit reached" in render_text(limited)
+
+
+def test_notifications_folded_into_a_digest_are_neither_attempts_nor_failures() -> None:
+    records = [rec(SINCE + 60 + i, outcome="digested", channel="ops-slack") for i in range(50)]
+    records.append(rec(SINCE + 60 + 55, channel="ops-slack"))  # the digest itself
+    report = aggregate(records, since=SINCE, now=HOUR, targets=TARGETS)
+    assert (report.attempts, report.delivered) == (1, 1)
+    assert kpi(report, "error_rate") == (0.0, Status.MET)
+    assert report.failing_channels == ()
+    assert report.down_minutes == 0

@@ -37,6 +37,7 @@ from notifier.channels.classify import redact
 from notifier.channels.html_text import html_to_text
 from notifier.channels.mail_headers import header_problem
 from notifier.config import EmailChannel as EmailConfig
+from notifier.digest import template_for
 from notifier.notification import Notification
 from notifier.templates import FALLBACK_HTML, FALLBACK_TEXT, Renderer, template_context
 from notifier.untrusted import header_text
@@ -110,11 +111,12 @@ class EmailChannel:
             notification, self.type, notification.alerts[: config.max_alerts]
         )
         subject = self._renderer.render_string(config.subject, context, FALLBACK_SUBJECT).text
-        is_html = config.template.endswith((".html", ".htm"))
+        template = template_for(notification, config)
+        is_html = template.endswith((".html", ".htm"))
         body = self._renderer.render_file(
-            config.template, context, FALLBACK_HTML if is_html else FALLBACK_TEXT
+            template, context, FALLBACK_HTML if is_html else FALLBACK_TEXT
         ).text
-        if config.text_template is not None:
+        if config.text_template is not None and notification.digest is None:
             text = self._renderer.render_file(config.text_template, context, FALLBACK_TEXT).text
         else:
             text = html_to_text(body) if is_html else body

@@ -57,6 +57,7 @@ from notifier.channels.slack_budget import (
 )
 from notifier.channels.slack_text import verbatim_by_default
 from notifier.config import SlackChannel as SlackConfig
+from notifier.digest import template_for
 from notifier.notification import Notification
 from notifier.payload import Alert
 from notifier.store.base import StoreUnavailable, ThreadRef, ThreadRefs
@@ -200,11 +201,12 @@ class SlackChannel:
     ) -> tuple[SlackMessage, bool]:
         """The message rendered from the template, and whether it fell back to the built-in one."""
         context = template_context(notification, self.type, alerts)
-        rendered = self._renderer.render_file(self._config.template, context, FALLBACK_SLACK)
+        template = template_for(notification, self._config)
+        rendered = self._renderer.render_file(template, context, FALLBACK_SLACK)
         try:
             return _parse_message(rendered.text), rendered.fell_back
         except ValueError as exc:
-            fallback = self._renderer.fall_back(self._config.template, exc, FALLBACK_SLACK, context)
+            fallback = self._renderer.fall_back(template, exc, FALLBACK_SLACK, context)
             return _parse_message(fallback.text), True
 
     def preview(self, notification: Notification) -> str:
@@ -265,10 +267,21 @@ class SlackChannel:
     async def _post_bot(
         self, web: AsyncWebClient, notification: Notification, message: SlackMessage
     ) -> Receipt:
-        if notification.status == "resolved":
+        if notification.digest is not None:
+            # The digests of one storm are one message, updated in place.
+            ref = await self._thread(notification.thread_key)
+            if ref is not None:
+                return await self._update_digest(web, notification, ref, message)
+        elif notification.status == "resolved":
             ref = await self._thread(notification.thread_key)
             if ref is not None:
                 return await self._resolve(web, ref, message)
+        return await self._post_new(web, notification, message)
+
+    async def _post_new(
+        self, web: AsyncWebClient, notification: Notification, message: SlackMessage
+    ) -> Receipt:
+        """Post a message and keep where it is under the group's (or storm's) thread key."""
         response = await web.chat_postMessage(channel=self._channel, **message)
         ref = ThreadRef(channel_id=str(response["channel"]), ts=str(response["ts"]))
         try:
@@ -298,6 +311,17 @@ class SlackChannel:
             "updated the original message and replied in its thread",
             peer_ids=(ref.ts, str(reply["ts"])),
         )
+
+    async def _update_digest(
+        self, web: AsyncWebClient, notification: Notification, ref: ThreadRef, message: SlackMessage
+    ) -> Receipt:
+        try:
+            await web.chat_update(channel=ref.channel_id, ts=ref.ts, **message)
+        except SlackApiError as exc:
+            if _error_code(exc) not in GONE_ERRORS:
+                raise
+            return await self._post_new(web, notification, message)
+        return Receipt(self.name, "updated the storm digest", peer_ids=(ref.ts,))
 
     async def _thread(self, key: str) -> ThreadRef | None:
         try:

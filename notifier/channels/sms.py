@@ -41,6 +41,7 @@ from notifier.channels.base import (
 from notifier.channels.classify import error_for_transport, parse_retry_after, redact
 from notifier.channels.sms_segments import segment_info, trim_to_segments
 from notifier.config import SmsChannel as SmsConfig
+from notifier.digest import template_for
 from notifier.notification import Notification
 from notifier.store.base import StoreUnavailable, ToldRecipients
 from notifier.templates import FALLBACK_TEXT, Renderer, template_context
@@ -141,7 +142,8 @@ class SmsChannel:
 
     def body(self, notification: Notification) -> str:
         context = template_context(notification, self.type)
-        text = self._renderer.render_file(self._config.template, context, FALLBACK_TEXT).text
+        template = template_for(notification, self._config)
+        text = self._renderer.render_file(template, context, FALLBACK_TEXT).text
         # Before counting: one stray control or bidi character from a label would switch
         # the whole message to UCS-2 (more segments) or reorder what the person reads.
         return trim_to_segments(plain_text(text).strip(), self._config.max_segments)

@@ -6,7 +6,9 @@ Definitions (the report repeats them for its reader):
   (``at - received_at`` of delivered records), so queueing, retries and backoff count;
 - *peak throughput*: the most notifications delivered in any sliding 60 s window, per
   second (the seed's throughput definition);
-- *error rate*: failed attempts (retried or dead-lettered) / all attempts;
+- *error rate*: failed attempts (retried or dead-lettered) / all attempts; notifications
+  folded into a storm digest (``digested``) are no attempt: they are told by the
+  digest, whose own delivery counts;
 - *availability*: the share of the period's minutes that were healthy. A minute is
   unhealthy when a notification was dead-lettered in it, or when some channel attempted
   deliveries in it and every one failed. The log records deliveries, not uptime: a
@@ -55,7 +57,7 @@ def aggregate(
     """The report over the records whose attempt ended within ``[since, now]``."""
     if now <= since:
         raise ValueError("the report period must end after it starts")
-    period = [r for r in records if since <= r.at <= now]
+    period = [r for r in records if since <= r.at <= now and r.outcome != "digested"]
     delivered = [r for r in period if r.outcome == "delivered"]
     latencies = [max(0.0, r.at - r.received_at) for r in delivered]
     failed = len(period) - len(delivered)

@@ -27,13 +27,16 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
 - ``complete`` / ``reschedule`` / ``dead_letter`` end an attempt and append its record
   to the bounded delivery log; ``release`` hands a claimed job back without counting
   an attempt (circuit open, rate limit, shutdown).
+- ``fold`` replaces a channel's waiting jobs by one digest job atomically: every folded
+  job is either still queued (the fold did not happen) or gone with its ``digested``
+  record in the delivery log and the digest stored.
 - Times are unix seconds (floats), always passed in: no implementation reads a clock.
 - A store that cannot be reached raises ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -42,7 +45,8 @@ from notifier.heartbeats.state import HeartbeatState
 from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 
-Outcome = Literal["delivered", "retry", "dead"]
+# ``digested``: folded into a storm digest (DESIGN §10), told through the digest, not sent alone.
+Outcome = Literal["delivered", "retry", "dead", "digested"]
 
 
 class StoreUnavailable(Exception):
@@ -82,6 +86,20 @@ class DeliveryRecord:
     severity: str
     status: str  # firing | resolved
     alerts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """What one storm fold writes: remove ``folded`` ids, log ``records``, enqueue ``digest``."""
+
+    folded: tuple[str, ...]
+    records: tuple[DeliveryRecord, ...]
+    digest: Notification
+    not_before: float
+
+
+# Given a channel's waiting notifications (oldest first), the fold to write, or None.
+Folder = Callable[[Sequence[Notification]], Fold | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +324,18 @@ class Store(ChannelState, Timers, Incidents, HeartbeatStates, Protocol):
         ...
 
     async def stats(self, now: float) -> QueueStats: ...
+
+    async def waiting(self, channel: str, now: float) -> int:
+        """How many of ``channel``'s jobs wait (due or scheduled, not leased at ``now``)."""
+        ...
+
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
+        """Storm mode (DESIGN §10), in one transaction: hand ``folder`` the channel's
+        waiting jobs (not leased at ``now``), oldest first; remove the ones its ``Fold``
+        names, append its records to the delivery log and enqueue its digest (due at
+        ``not_before``). Returns the fold written, or None when ``folder`` said None.
+        """
+        ...
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109
         """Return when new work may be due (another replica enqueued) or after ``timeout``.

@@ -29,6 +29,8 @@ from notifier.store.base import (
     DeadLetter,
     DeliveryRecord,
     EnqueueResult,
+    Fold,
+    Folder,
     QueueStats,
     ThreadRef,
     Timer,
@@ -273,6 +275,33 @@ class MemoryStore:
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
         await asyncio.sleep(timeout)
+
+    async def waiting(self, channel: str, now: float) -> int:
+        return len(self._waiting(channel, now))
+
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
+        waiting = self._waiting(channel, now)
+        fold = folder([job.notification for job in waiting])
+        if fold is None:
+            return None
+        for job_id in fold.folded:
+            del self._jobs[job_id]
+        self._log.extend(fold.records)
+        digest = fold.digest
+        self._seq += 1
+        self._jobs[digest.job_id] = _Job(digest, self._seq, now, not_before=fold.not_before)
+        self._push(self._jobs[digest.job_id])
+        return fold
+
+    def _waiting(self, channel: str, now: float) -> list[_Job]:
+        """The channel's jobs not leased at ``now``, oldest first."""
+        jobs = [
+            job
+            for job in self._jobs.values()
+            if job.notification.channel == channel
+            and (job.lease_until is None or job.lease_until <= now)
+        ]
+        return sorted(jobs, key=lambda job: job.seq)
 
     async def get_thread(self, key: str) -> ThreadRef | None:
         entry = self._threads.get(key)

@@ -69,6 +69,8 @@ from notifier.store.base import (
     DeadLetter,
     DeliveryRecord,
     EnqueueResult,
+    Fold,
+    Folder,
     QueueStats,
     StoreUnavailable,
     ThreadRef,
@@ -98,6 +100,7 @@ _CHUNK = 500  # dead letters replayed or purged per script call
 # Past the bound, a job waits for a later claim: once the full channel has room again, or
 # its open circuit has handed its backlog back for later.
 _SKIP_SCAN = 512
+_FOLD_TRIES = 3  # a storm fold read again when a job it read was claimed meanwhile
 
 
 def _num(value: float) -> str:
@@ -170,6 +173,9 @@ class RedisStore:
         self._replay = self._bind(lua.REPLAY)
         self._purge = self._bind(lua.PURGE)
         self._dead_letters = self._bind(lua.DEAD_LETTERS)
+        self._waiting = self._bind(lua.WAITING)
+        self._waiting_jobs = self._bind(lua.WAITING_JOBS)
+        self._fold = self._bind(lua.FOLD)
         self._put_heartbeat = self._bind(lua.PUT_HEARTBEAT)
         self._schedule_timers = self._bind(lua.SCHEDULE_TIMERS)
         self._cancel_timers = self._bind(lua.CANCEL_TIMERS)
@@ -393,6 +399,35 @@ class RedisStore:
                         break
             except _UNAVAILABLE:
                 await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def waiting(self, channel: str, now: float) -> int:
+        return int(await self._call(self._waiting, [channel, _num(now)]))
+
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
+        """Read the waiting jobs, fold them here, and write the fold in one script that
+        checks they all still wait; read again when one was claimed meanwhile."""
+        for _ in range(_FOLD_TRIES):
+            flat = await self._call(self._waiting_jobs, [channel, _num(now)])
+            waiting = [Notification.model_validate_json(p) for _, p in _rows(flat, 2) if p]
+            fold = folder(waiting)
+            if fold is None:
+                return None
+            args: list[Any] = [
+                _num(now),
+                self._wake_channel,
+                self._log_size,
+                fold.digest.job_id,
+                fold.digest.model_dump_json(),
+                _num(fold.not_before),
+                channel,
+                len(fold.folded),
+                *fold.folded,
+            ]
+            for record in fold.records:
+                args += [_num(record.at), json.dumps(asdict(record), separators=(",", ":"))]
+            if int(await self._call(self._fold, args)) >= 0:
+                return fold
+        return None  # the channel's jobs kept being claimed: the next look folds them
 
     async def get_thread(self, key: str) -> ThreadRef | None:
         with self._unavailable():

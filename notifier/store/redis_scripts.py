@@ -595,3 +595,95 @@ end
 return 1
 """,
 )
+
+# A channel's waiting jobs: due, or leased with the lease run out (by ``now``).
+_WAITING = """
+local function waiting(due, leased, channels, channel, now)
+    local ids = {}
+    for _, id in ipairs(redis.call('ZRANGE', due, 0, -1)) do
+        if redis.call('HGET', channels, id) == channel then
+            ids[#ids + 1] = id
+        end
+    end
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now)) do
+        if redis.call('HGET', channels, id) == channel then
+            ids[#ids + 1] = id
+        end
+    end
+    return ids
+end
+"""
+
+# ARGV: channel, now. Returns how many of the channel's jobs wait.
+WAITING = Lua(
+    ("due", "leased", "channel"),
+    _WAITING
+    + """
+return #waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+""",
+)
+
+# ARGV: channel, now. Returns id, payload of each waiting job of the channel.
+WAITING_JOBS = Lua(
+    ("due", "leased", "channel", "payload"),
+    _WAITING
+    + """
+local out = {}
+for _, id in ipairs(waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])) do
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+end
+return out
+""",
+)
+
+# ARGV: now, wake channel, log size, digest id, digest payload, not_before, channel,
+# the number of folded ids, the folded ids, then per record: at, record JSON.
+# Every folded id must still wait (due, or an expired lease) else nothing changes and -1
+# is returned (the caller reads again); otherwise returns how many were folded.
+FOLD = Lua(
+    (
+        "due",
+        "leased",
+        "payload",
+        "attempts",
+        "enqueued",
+        "first",
+        "last",
+        "channel",
+        "deliveries",
+        "delivery_seq",
+    ),
+    _LOG
+    + """
+local now = tonumber(ARGV[1])
+local count = tonumber(ARGV[8])
+for i = 9, 8 + count do
+    local id = ARGV[i]
+    local lease = redis.call('ZSCORE', KEYS[2], id)
+    if not redis.call('ZSCORE', KEYS[1], id) and not (lease and tonumber(lease) <= now) then
+        return -1
+    end
+end
+for i = 9, 8 + count do
+    local id = ARGV[i]
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    for k = 3, 8 do
+        redis.call('HDEL', KEYS[k], id)
+    end
+end
+for i = 9 + count, #ARGV, 2 do
+    log(KEYS[9], KEYS[10], ARGV[i], ARGV[i + 1], ARGV[3])
+end
+local id = ARGV[4]
+if redis.call('HSETNX', KEYS[3], id, ARGV[5]) == 1 then
+    redis.call('HSET', KEYS[4], id, 0)
+    redis.call('HSET', KEYS[5], id, ARGV[1])
+    redis.call('HSET', KEYS[8], id, ARGV[7])
+    redis.call('ZADD', KEYS[1], ARGV[6], id)
+    redis.call('PUBLISH', ARGV[2], '1')
+end
+return count
+""",
+)

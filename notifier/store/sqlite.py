@@ -37,6 +37,8 @@ from notifier.store.base import (
     DeadLetter,
     DeliveryRecord,
     EnqueueResult,
+    Fold,
+    Folder,
     QueueStats,
     ThreadRef,
     Timer,
@@ -102,6 +104,8 @@ _REPLAY = """
         reason = NULL, error = NULL
     WHERE state = 'dead'
 """
+_WAITING = "state = 'queued' AND channel = ? AND (lease_until IS NULL OR lease_until <= ?)"
+_COUNT_WAITING = f"SELECT count(*) FROM jobs WHERE {_WAITING}"
 _LOG = """
     INSERT INTO deliveries (job_id, channel, channel_type, outcome, reason, error, latency,
         at, received_at, severity, status, alerts)
@@ -272,6 +276,13 @@ class SQLiteStore:
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
         await asyncio.sleep(timeout)
+
+    async def waiting(self, channel: str, now: float) -> int:
+        row = await self._reader.run(partial(_fetch_one, _COUNT_WAITING, (channel, now)))
+        return 0 if row is None else int(row[0])
+
+    async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
+        return await self._writer.run(partial(_fold, channel, now, folder, self._log_size))
 
     async def get_thread(self, key: str) -> ThreadRef | None:
         sql = "SELECT channel_id, ts FROM threads WHERE key = ?"
@@ -603,6 +614,28 @@ def _claim(
         if len(rows) < wanted or len(leased) == len(rows):
             break  # no more due jobs, or all of them taken
     return taken
+
+
+def _fold(
+    channel: str, now: float, folder: Folder, log_size: int, conn: sqlite3.Connection
+) -> Fold | None:
+    """Storm fold in the writer's transaction (the folder is pure, so running it twice is safe)."""
+    rows = conn.execute(
+        f"SELECT payload FROM jobs WHERE {_WAITING} ORDER BY seq", (channel, now)
+    ).fetchall()
+    fold = folder([Notification.model_validate_json(payload) for (payload,) in rows])
+    if fold is None:
+        return None
+    conn.executemany(
+        "DELETE FROM jobs WHERE id = ? AND state = 'queued'", [(i,) for i in fold.folded]
+    )
+    for record in fold.records:
+        _log(conn, record, log_size)
+    digest = fold.digest
+    conn.execute(
+        _INSERT_JOB, (digest.job_id, channel, digest.model_dump_json(), fold.not_before, now)
+    )
+    return fold
 
 
 def _complete(record: DeliveryRecord, log_size: int, conn: sqlite3.Connection) -> None:

@@ -196,6 +196,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # Storm digests count and fold one channel's waiting jobs (DESIGN §10).
+    ("CREATE INDEX jobs_channel ON jobs (channel, state, seq)",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # What an operator should hear when a file reaches a version, by that version.

@@ -10,12 +10,18 @@ blocks holding more than ``MAX_BLOCKS_TEXT`` characters of text in all with
 is unconfirmed). Answers can be scripted per method (``script``); every request is
 recorded (``requests``). Messages posted and updated are kept (``messages``) so a test
 can check what a channel looks like.
+
+``rate_limit`` (messages per second per channel, as Slack allows about one) answers a
+``chat.postMessage`` or ``chat.update`` that comes too soon after the channel's last one
+with HTTP 429, ``Retry-After`` (whole seconds, as Slack sends it) and ``ratelimited``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,8 +78,12 @@ class FakeSlack:
         token: str = "xoxb-fake-token",
         webhook_path: str = "/services/T000/B000/fake-webhook-secret",
         channels: dict[str, str] | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         self.token = token
+        self.rate_limit = rate_limit
+        self.rate_limited = 0  # calls answered 429
+        self._last_write: dict[str, float] = {}  # channel id -> monotonic time of its last write
         self.webhook_path = webhook_path
         self.channels = channels if channels is not None else {"#alerts": "C0ALERTS"}
         self.requests: list[SlackRequest] = []
@@ -127,11 +137,33 @@ class FakeSlack:
             return _api_error("not_authed")
         if authorization != f"Bearer {self.token}":
             return _api_error("invalid_auth")
+        if method in ("chat.postMessage", "chat.update"):
+            limited = self._limited(str(call.body.get("channel", "")))
+            if limited is not None:
+                return limited
         if method == "chat.postMessage":
             return self._post(call.body)
         if method == "chat.update":
             return self._update(call.body)
         return _api_error("unknown_method")
+
+    def _limited(self, channel: str) -> web.Response | None:
+        """A 429 when ``channel`` was written to less than 1/rate_limit seconds ago."""
+        if self.rate_limit is None:
+            return None
+        key = self._channel_id(channel) or channel
+        now, gap = time.monotonic(), 1.0 / self.rate_limit
+        last = self._last_write.get(key)
+        if last is not None and now - last < gap:
+            self.rate_limited += 1
+            retry_after = str(max(1, math.ceil(gap - (now - last))))
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": retry_after},
+            )
+        self._last_write[key] = now
+        return None
 
     def _channel_id(self, channel: str) -> str | None:
         if channel in self.channels.values():
