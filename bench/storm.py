@@ -48,7 +48,7 @@ async def _post_storm(bench: Bench, replicas: list[servers.Server]) -> tuple[Loa
     return result, ids
 
 
-async def _wait_for_sink(
+async def wait_for_sink(
     session: aiohttp.ClientSession, sink: servers.Server, expected: int
 ) -> dict[str, Any]:
     """Poll the sink until it holds ``expected`` distinct alerts or the budget runs out."""
@@ -60,7 +60,7 @@ async def _wait_for_sink(
         await asyncio.sleep(0.1)
 
 
-def _analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) -> dict[str, Any]:
+def analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) -> dict[str, Any]:
     seen: Counter[str] = Counter()
     first_arrival: dict[str, int] = {}
     latencies_ms: list[float] = []
@@ -87,7 +87,7 @@ def _analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) 
     }
 
 
-def _timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, float]]:
+def timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, float]]:
     """Alerts posted and delivered per ``TIMELINE_STEP_S`` since the first post."""
     step_ns = int(TIMELINE_STEP_S * 1e9)
     posted: Counter[int] = Counter()
@@ -128,11 +128,11 @@ async def _storm(
     threads_before = {r.name: thread_cpu_seconds(r.proc.pid) for r in replicas}
     started = time.monotonic()
     posted, ids = await _post_storm(bench, replicas)
-    await _wait_for_sink(session, sink, bench.storm_count)
+    await wait_for_sink(session, sink, bench.storm_count)
     cpu = meter.shares()
     wall = time.monotonic() - started
     records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
-    figures = _analyse(records, ids, posted.first_sent_ns)
+    figures = analyse(records, ids, posted.first_sent_ns)
     figures["accepted"] = posted.statuses.get(202, 0)
     figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
     figures["post_errors"] = posted.errors
@@ -144,7 +144,7 @@ async def _storm(
     }
     if bench.redis is not None:
         figures["redis_commandstats"] = await servers.redis_commandstats(bench.redis.url)
-    figures["timeline"] = _timeline(records, posted.first_sent_ns)
+    figures["timeline"] = timeline(records, posted.first_sent_ns)
     return figures
 
 
