@@ -64,6 +64,7 @@ from notifier.store.base import (
 )
 from notifier.store.recent import RecentNotifications
 from notifier.store.redis_batch import ScriptBatcher
+from notifier.store.redis_rate_limit import RedisTokenBucket
 
 # Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
 _UNAVAILABLE = (
@@ -193,6 +194,10 @@ class RedisStore:
         with contextlib.suppress(*_UNAVAILABLE):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await self._client.aclose()
+
+    def token_bucket(self, channel: str, rate: float, burst: int) -> RedisTokenBucket:
+        """``channel``'s rate limit, shared with every replica on this Redis and prefix."""
+        return RedisTokenBucket(self._client, self._key(f"ratelimit:{channel}"), rate, burst)
 
     async def ping(self) -> None:
         with self._unavailable():
