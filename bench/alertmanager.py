@@ -30,7 +30,14 @@ from common import Bench, Row, sink_call
 from loadgen import Target, post_bodies
 from payloads import PrometheusAlert
 from procs import CpuMeter, free_port, peak_rss_mib
-from storm import CONNECTIONS, POST_BUDGET_S, analyse, timeline, wait_for_sink
+from storm import (
+    CONNECTIONS,
+    POST_BUDGET_S,
+    analyse,
+    cpu_per_notification,
+    timeline,
+    wait_for_sink,
+)
 
 BINARY = "prometheus-alertmanager"
 INSTALL_HINT = "sudo apt-get install -y prometheus-alertmanager"
@@ -102,6 +109,7 @@ async def _storm(
     builder = PrometheusAlert("BenchStorm")
     ids = [f"am-{bench.run_id}-{i}" for i in range(bench.storm_count)]
     meter = CpuMeter({"alertmanager": am.proc.pid, "sink": sink.proc.pid}, generator=True)
+    started = time.monotonic()
     posted = await post_bodies(
         [Target("127.0.0.1", am.port, "/api/v2/alerts")],
         lambda i: builder.body(ids[i], time.time_ns()),
@@ -111,6 +119,7 @@ async def _storm(
     )
     await wait_for_sink(session, sink, bench.storm_count)
     cpu = meter.shares()
+    wall = time.monotonic() - started
     records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
     figures = analyse(records, ids, posted.first_sent_ns)
     figures["accepted"] = posted.statuses.get(200, 0)
@@ -119,6 +128,9 @@ async def _storm(
     figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
     figures["peak_rss_mib"] = peak_rss_mib(am.proc.pid)
     figures["cpu_share"] = cpu
+    figures["cpu_us_per_notification"] = cpu_per_notification(
+        cpu["alertmanager"], wall, figures["notifications"]
+    )
     figures["timeline"] = timeline(records, posted.first_sent_ns)
     return figures
 
@@ -150,6 +162,11 @@ def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
             )
             + " core",
         ),
+        Row(
+            "alertmanager",
+            "Alertmanager CPU per notification",
+            f"{f['cpu_us_per_notification']:,.0f} µs",
+        ),
         Row("alertmanager", "peak RSS (VmHWM)", f"{rss:.0f} MiB" if rss else "n/a"),
     ]
 
@@ -168,6 +185,11 @@ def compare(service: dict[str, Any], am: dict[str, Any]) -> list[Row]:
             f"{ratio:.2f} ×",
             f"≥ {RATE_RATIO_TARGET} ×",
             ratio >= RATE_RATIO_TARGET and complete,
+        ),
+        Row(
+            "versus",
+            "CPU per notification notifier ÷ Alertmanager",
+            f"{service['cpu_us_per_notification'] / am['cpu_us_per_notification']:.2f} ×",
         ),
         Row(
             "versus",

@@ -103,6 +103,11 @@ def timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, fl
     ]
 
 
+def cpu_per_notification(share: float, wall: float, notifications: int) -> float:
+    """CPU µs spent per notification delivered: a figure other work on the core barely moves."""
+    return share * wall * 1e6 / notifications if notifications else float("nan")
+
+
 def _thread_shares(pid: int, before: dict[int, float], wall: float) -> dict[str, float]:
     """Each service thread's share of a core since ``before``, named when py-spy can tell."""
     names = profiling.thread_names(pid)
@@ -139,6 +144,14 @@ async def _storm(
     figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
     figures["peak_rss_mib"] = {r.name: peak_rss_mib(r.proc.pid) for r in replicas}
     figures["cpu_share"] = cpu | {"service": sum(cpu[r.name] for r in replicas)}
+    figures["cpu_us_per_notification"] = cpu_per_notification(
+        figures["cpu_share"]["service"], wall, figures["notifications"]
+    )
+    first = replicas[0].proc.pid  # the one --profile records
+    figures["thread_cpu_s"] = {
+        tid: seconds - threads_before[replicas[0].name].get(tid, 0.0)
+        for tid, seconds in thread_cpu_seconds(first).items()
+    }
     figures["service_cpu_by_thread"] = {
         r.name: _thread_shares(r.proc.pid, threads_before[r.name], wall) for r in replicas
     }
@@ -169,6 +182,11 @@ async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, 
         await sink_call(session, sink.url, "POST", "/reset?record=0")
     if raw_profile is not None and raw_profile.exists():
         figures["profile"] = {"raw": str(raw_profile), **profiling.summarize(raw_profile)}
+        figures["profile"]["cpu µs per notification, by part"] = profiling.parts_per_notification(
+            raw_profile,
+            figures["thread_cpu_s"],
+            figures["notifications"] // len(figures["peak_rss_mib"]),
+        )
     return _rows(bench, figures), figures
 
 
@@ -213,6 +231,11 @@ def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
                 if name in f["cpu_share"]
             )
             + " core",
+        ),
+        Row(
+            "storm",
+            "service CPU per notification",
+            f"{f['cpu_us_per_notification']:,.0f} µs",
         ),
         *(
             Row(
