@@ -147,7 +147,9 @@ _SPECIFIC: list[tuple[str, str, frozenset[str] | None]] = [
         "notifier/store/sqlite_threads.py",
         frozenset({"_run", "_execute", "_transaction", "_hand_back"}),
     ),
-    ("store, other (next_due_at, release)", "notifier/store/", None),
+    # Redis: the calls of one loop turn go out together from the batcher's own task.
+    ("Redis client: pipelined script calls", "notifier/store/redis_batch.py", None),
+    ("store, other (wake-ups, next_due_at, release)", "notifier/store/", None),
     ("validation (pydantic)", "pydantic/", None),
     ("validation (pydantic)", "notifier/payload.py", None),
     ("planning / dedup", "notifier/routing.py", None),
