@@ -79,6 +79,17 @@ async def test_two_replicas_draw_from_one_bucket_and_are_spaced_one_token_apart(
     assert await other_channel.acquire(0.0) == 0.0  # a bucket per channel
 
 
+async def test_a_burst_is_shared_too(stores: tuple[RedisStore, RedisStore]) -> None:
+    one, two = stores
+    first, second = bucket_for(one, "sms", 0.1, burst=3), bucket_for(two, "sms", 0.1, burst=3)
+    assert [await first.acquire(0.0), await second.acquire(0.0), await first.acquire(0.0)] == [
+        0.0,
+        0.0,
+        0.0,
+    ]
+    assert 9.0 < await second.acquire(0.0) <= 10.0
+
+
 async def test_unreachable_redis_holds_the_rate_in_process_instead_of_failing() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", prefix=fresh_prefix())
     bucket = bucket_for(store, "slack", 0.1)
