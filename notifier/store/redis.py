@@ -197,7 +197,8 @@ class RedisStore:
 
     def token_bucket(self, channel: str, rate: float, burst: int) -> RedisTokenBucket:
         """``channel``'s rate limit, shared with every replica on this Redis and prefix."""
-        return RedisTokenBucket(self._client, self._key(f"ratelimit:{channel}"), rate, burst)
+        key = self._key(f"ratelimit:{channel}")
+        return RedisTokenBucket(self._client, self._batch, key, rate, burst, _UNAVAILABLE)
 
     async def ping(self) -> None:
         with self._unavailable():

@@ -1,13 +1,14 @@
 """A channel's token bucket in Redis, so that every replica draws from the same one.
 
 One Lua script call per ``acquire`` (Redis runs it alone, so two replicas never both
-take the last token): the same bucket as ``notifier.protection.RateLimiter`` (``rate``
+take the last token; it shares the round trip of the store's other calls of the same
+event-loop turn): the same bucket as ``notifier.protection.RateLimiter`` (``rate``
 tokens a second, at most ``burst`` saved up, turned-away callers spaced one token apart),
 its state in one hash per channel. The script reads Redis's own clock (``TIME``), so the
 replicas' clocks need not agree; the caller's ``now`` only feeds the local utilisation
 gauge. The key expires once the bucket would be full again and no deferral is pending.
 
-When Redis cannot be reached the bucket falls back to an in-process ``RateLimiter`` of
+When Redis cannot serve the call the bucket falls back to an in-process ``RateLimiter`` of
 the same rate (each replica then holds the rate on its own) rather than fail the send's
 task: a store outage already stops claims, and the sends in flight should finish.
 """
@@ -17,9 +18,9 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as aioredis
-from redis import exceptions as rex
 
 from notifier.protection import GrantHistory, RateLimiter
+from notifier.store.redis_batch import ScriptBatcher
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,25 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(keep * 1000))
 return string.format('%.17g', wait)
 """
 
-_UNREACHABLE = (rex.ConnectionError, rex.TimeoutError, OSError)
-
 
 class RedisTokenBucket:
     """``notifier.rate_limits.TokenBucket`` for one channel, its state in Redis."""
 
-    def __init__(self, client: aioredis.Redis, key: str, rate: float, burst: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        batch: ScriptBatcher,
+        key: str,
+        rate: float,
+        burst: int,
+        unavailable: tuple[type[BaseException], ...],
+    ) -> None:
+        """``unavailable``: the errors that mean Redis cannot serve us now (the store's)."""
         # The same checks as the in-process bucket, which is also the fallback.
         self._fallback = RateLimiter(rate, burst)
-        self._client = client
+        self._batch = batch
         self._script = client.register_script(ACQUIRE)
+        self._unavailable = unavailable
         self._key = key
         self._args = [repr(float(rate)), str(burst)]
         self._grants = GrantHistory(rate)
@@ -74,11 +83,11 @@ class RedisTokenBucket:
 
     async def acquire(self, now: float) -> float:
         try:
-            wait = float(await self._script(keys=[self._key], args=self._args))
-        except _UNREACHABLE as exc:
+            wait = float(await self._batch.call(self._script, [self._key], self._args))
+        except self._unavailable as exc:
             if not self._falling_back:
                 log.warning(
-                    "rate limit %s: Redis unreachable (%s); holding the rate in this process",
+                    "rate limit %s: Redis unavailable (%s); holding the rate in this process",
                     self._key,
                     type(exc).__name__,
                 )
