@@ -27,10 +27,7 @@ from tests.test_replicas import post, running_replicas
 
 RATE = 2.0  # messages per second, the channel's rate_limit in the two-replica test
 MESSAGES = 16
-WINDOW = 2.0  # seconds
-# A bucket of burst 1 grants at most 1 + RATE * WINDOW tokens in any closed window; one
-# more is allowed for the jitter between a grant and its arrival at the sink.
-MOST_PER_WINDOW = 1 + int(RATE * WINDOW) + 1
+TURN = 1 / RATE  # seconds between two tokens of a bucket of burst 1
 
 
 @pytest.fixture
@@ -126,13 +123,17 @@ async def test_two_replicas_together_send_no_faster_than_the_channel_rate(
             )
             assert [status for status, _ in answers] == [202] * MESSAGES
             # At the rate, the last one is due after (MESSAGES - 1) / RATE seconds.
-            await wait_until(lambda: len(sink.requests) >= MESSAGES, "every message", 60)
+            await wait_until(lambda: len(sink.requests) >= MESSAGES, "every message", 90)
 
     arrivals = [request.at for request in sink.requests]
     by_replica = {name: sum(r.path == f"/{name}" for r in sink.requests) for name in "ab"}
     assert len(arrivals) == MESSAGES, by_replica
-    assert most_in_any_window(arrivals, WINDOW) <= MOST_PER_WINDOW, (by_replica, arrivals)
-    # Over the whole run: no faster than the rate from the first arrival on (one token of
-    # burst, one of jitter).
+    # One bucket of burst 1 grants its tokens a turn apart; allowing half a turn of jitter
+    # between a grant and its arrival, no two arrivals fall within half a turn. (With a
+    # bucket per replica, the two replicas' sends often arrive a few ms apart.)
+    assert most_in_any_window(arrivals, TURN / 2) == 1, (by_replica, sorted(arrivals))
+    # Over the whole run: the first message takes the one token saved up, each other one
+    # waits its turn; a quarter of a turn is allowed for the jitter of the two arrivals.
+    # (Each replica holding the rate alone, the two together send up to twice as fast.)
     span = max(arrivals) - min(arrivals)
-    assert span >= (MESSAGES - 2) / RATE, (span, by_replica)
+    assert span >= (MESSAGES - 1.25) * TURN, (span, by_replica)
