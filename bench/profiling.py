@@ -142,11 +142,6 @@ _SPECIFIC: list[tuple[str, str, frozenset[str] | None]] = [
     ("claim", "notifier/dispatcher.py", frozenset({"_claim", "_claim_until_it_works"})),
     ("completion write", "notifier/store/", frozenset({"complete", "_complete"})),
     ("completion write", "notifier/delivery.py", frozenset({"_write", "_delivered"})),
-    (
-        "SQLite writer thread: transactions, commits",
-        "notifier/store/sqlite_threads.py",
-        frozenset({"_run", "_execute", "_transaction", "_hand_back"}),
-    ),
     # Redis: the calls of one loop turn go out together from the batcher's own task.
     ("Redis client: pipelined script calls", "notifier/store/redis_batch.py", None),
     ("store, other (wake-ups, next_due_at, release)", "notifier/store/", None),
@@ -172,6 +167,10 @@ _INNERMOST: list[tuple[str, str]] = [
     ("event loop", "selectors.py"),
 ]
 UNSAMPLED = "native, GIL released (unsampled)"
+# SQLite's threads run the SQL of every store call (enqueue, claim, completion) and the
+# commits, mostly in C with the GIL released: their samples cannot tell the calls apart,
+# so their whole CPU time is one part.
+SQLITE_THREADS = ("notifier-sqlite-", "SQLite threads: SQL and commits of every store call")
 
 
 def _part(frames: list[tuple[str, str]]) -> str:
@@ -201,12 +200,17 @@ def parts_per_notification(
     samples: dict[int, Counter[str]] = {}
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        match = re.match(r"thread \((\d+)\)", stack)
+        match = re.match(r"thread \((\d+)\): ([^;]*)", stack)
         if not match or not count.isdigit():
             continue
         frames = [_frame(f) for f in stack.split(";")[1:]]
-        if frames:
-            samples.setdefault(int(match.group(1)), Counter())[_part(frames)] += int(count)
+        if match.group(2).startswith(SQLITE_THREADS[0]):
+            part = SQLITE_THREADS[1]
+        elif frames:
+            part = _part(frames)
+        else:
+            continue
+        samples.setdefault(int(match.group(1)), Counter())[part] += int(count)
     parts: Counter[str] = Counter()
     for tid, seconds in thread_cpu_s.items():
         us = seconds * 1e6 / max(notifications, 1)
