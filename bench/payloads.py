@@ -48,50 +48,72 @@ def tagged_body(pieces: list[str], tag: str) -> bytes:
     return tag.join(pieces).encode()
 
 
-class SingleAlert:
-    """Builds one-alert payloads cheaply: the JSON around the id and the time is prebuilt."""
+_ID, _NS = "\x00ID\x00", "\x00NS\x00"
 
-    def __init__(self, alertname: str = "BenchStorm") -> None:
-        marker_id, marker_ns = "\x00ID\x00", "\x00NS\x00"
-        payload = {
-            "version": "4",
-            "receiver": "bench",
-            "status": "firing",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {
-                        "alertname": alertname,
-                        "severity": "warning",
-                        "bench_id": marker_id,
-                    },
-                    "annotations": {"sent_at_ns": marker_ns},
-                    "startsAt": "2024-05-14T09:31:07.482913Z",
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus.bench:9090/graph",
-                    "fingerprint": marker_id,
-                }
-            ],
-            "groupLabels": {"alertname": alertname},
-            "commonLabels": {"alertname": alertname, "severity": "warning"},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager.bench:9093",
-            "groupKey": f'{{}}:{{bench_id="{marker_id}"}}',
-            "truncatedAlerts": 0,
-        }
+
+class _Stamped:
+    """A JSON body prebuilt around two markers: the alert's id and its send time."""
+
+    def __init__(self, payload: Any) -> None:
         # json.dumps escapes the NUL markers as \u0000, which cannot occur otherwise.
-        text = _compact(payload).replace("\\u0000ID\\u0000", "\x00ID\x00")
-        text = text.replace("\\u0000NS\\u0000", "\x00NS\x00")
-        self._parts = [
-            [piece.encode() for piece in chunk.split("\x00ID\x00")]
-            for chunk in text.split("\x00NS\x00")
-        ]
+        text = _compact(payload).replace("\\u0000ID\\u0000", _ID)
+        text = text.replace("\\u0000NS\\u0000", _NS)
+        self._parts = [[piece.encode() for piece in chunk.split(_ID)] for chunk in text.split(_NS)]
 
     def body(self, bench_id: str, sent_at_ns: int) -> bytes:
-        """A payload for alert ``bench_id`` sent at ``sent_at_ns`` (wall clock)."""
+        """The body for alert ``bench_id`` sent at ``sent_at_ns`` (wall clock)."""
         ident = bench_id.encode()
         chunks = [ident.join(part) for part in self._parts]
         return str(sent_at_ns).encode().join(chunks)
+
+
+class SingleAlert(_Stamped):
+    """One-alert Alertmanager webhook payloads (what notifier takes in), built cheaply."""
+
+    def __init__(self, alertname: str = "BenchStorm") -> None:
+        super().__init__(
+            {
+                "version": "4",
+                "receiver": "bench",
+                "status": "firing",
+                "alerts": [
+                    {
+                        "status": "firing",
+                        "labels": {"alertname": alertname, "severity": "warning", "bench_id": _ID},
+                        "annotations": {"sent_at_ns": _NS},
+                        "startsAt": "2024-05-14T09:31:07.482913Z",
+                        "endsAt": "0001-01-01T00:00:00Z",
+                        "generatorURL": "http://prometheus.bench:9090/graph",
+                        "fingerprint": _ID,
+                    }
+                ],
+                "groupLabels": {"alertname": alertname},
+                "commonLabels": {"alertname": alertname, "severity": "warning"},
+                "commonAnnotations": {},
+                "externalURL": "http://alertmanager.bench:9093",
+                "groupKey": f'{{}}:{{bench_id="{_ID}"}}',
+                "truncatedAlerts": 0,
+            }
+        )
+
+
+class PrometheusAlert(_Stamped):
+    """One alert as Prometheus posts it to Alertmanager's ``/api/v2/alerts`` (a list of one).
+
+    Same labels and annotations as ``SingleAlert``, so Alertmanager's webhook carries the
+    same ``bench_id`` and ``sent_at_ns`` to the sink.
+    """
+
+    def __init__(self, alertname: str = "BenchStorm") -> None:
+        super().__init__(
+            [
+                {
+                    "labels": {"alertname": alertname, "severity": "warning", "bench_id": _ID},
+                    "annotations": {"sent_at_ns": _NS},
+                    "generatorURL": "http://prometheus.bench:9090/graph",
+                }
+            ]
+        )
 
 
 def alert_ids(notification: dict[str, Any]) -> Iterator[tuple[str, int]]:

@@ -125,3 +125,100 @@ def thread_names(pid: int) -> dict[int, str]:
     for match in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', answer.stdout, re.MULTILINE):
         names[int(match.group(1))] = match.group(2)
     return names
+
+
+# The parts of the service a sample is charged to. First the specific parts, most specific
+# first: a sample goes to the first one any of its frames matches (so logging or metrics
+# called from anywhere count as logging or metrics, a pydantic parse inside a claim counts
+# as the claim). A rule is (part, substring of the frame's file path, function names or
+# None for any).
+_SPECIFIC: list[tuple[str, str, frozenset[str] | None]] = [
+    ("logging", "/logging/", None),
+    ("logging", "notifier/logs.py", None),
+    ("metrics", "prometheus_client/", None),
+    ("metrics", "notifier/metrics.py", None),
+    ("store enqueue", "notifier/store/", frozenset({"enqueue", "_enqueue"})),
+    ("claim", "notifier/store/", frozenset({"claim", "_claim"})),
+    ("claim", "notifier/dispatcher.py", frozenset({"_claim", "_claim_until_it_works"})),
+    ("completion write", "notifier/store/", frozenset({"complete", "_complete"})),
+    ("completion write", "notifier/delivery.py", frozenset({"_write", "_delivered"})),
+    # Redis: the calls of one loop turn go out together from the batcher's own task.
+    ("Redis client: pipelined script calls", "notifier/store/redis_batch.py", None),
+    ("store, other (wake-ups, next_due_at, release)", "notifier/store/", None),
+    ("validation (pydantic)", "pydantic/", None),
+    ("validation (pydantic)", "notifier/payload.py", None),
+    ("planning / dedup", "notifier/routing.py", None),
+    ("planning / dedup", "notifier/dedup.py", None),
+    ("planning / dedup", "notifier/runtime.py", frozenset({"ingest", "_new_job_id"})),
+    ("rendering", "jinja2/", None),
+    ("rendering", "notifier/templates.py", None),
+    ("delivery HTTP client", "notifier/channels/", None),
+    ("delivery HTTP client", "aiohttp/client", None),
+    ("delivery HTTP client", "aiohttp/connector", None),
+]
+# Then the frameworks every sample runs under: the innermost frame that matches decides
+# (aiohttp's server code vs our middlewares and handler around it, vs the loop itself).
+_INNERMOST: list[tuple[str, str]] = [
+    ("HTTP server: aiohttp", "aiohttp/"),
+    ("HTTP server: notifier middlewares, handler", "notifier/server.py"),
+    ("dispatcher, delivery bookkeeping", "notifier/dispatcher.py"),
+    ("dispatcher, delivery bookkeeping", "notifier/delivery.py"),
+    ("event loop", "asyncio/"),
+    ("event loop", "selectors.py"),
+]
+UNSAMPLED = "native, GIL released (unsampled)"
+# SQLite's threads run the SQL of every store call (enqueue, claim, completion) and the
+# commits, mostly in C with the GIL released: their samples cannot tell the calls apart,
+# so their whole CPU time is one part.
+SQLITE_THREADS = ("notifier-sqlite-", "SQLite threads: SQL and commits of every store call")
+
+
+def _part(frames: list[tuple[str, str]]) -> str:
+    names = [(name.partition(" (")[0].rpartition(".")[2], path) for name, path in frames]
+    for part, where, functions in _SPECIFIC:
+        for function, path in names:
+            if where in path and (functions is None or function in functions):
+                return part
+    for _function, path in reversed(names):
+        for part, where in _INNERMOST:
+            if where in path:
+                return part
+    return "other"
+
+
+def parts_per_notification(
+    raw: Path, thread_cpu_s: dict[int, float], notifications: int
+) -> dict[str, float]:
+    """CPU µs per notification by part of the service, from the profile and /proc.
+
+    Each thread's CPU time over the storm (``thread_cpu_s``, by thread id) is split over
+    the parts in proportion to that thread's samples. With ``--gil`` a thread is sampled
+    only while it holds the GIL, so its native time with the GIL released (SQLite's C
+    code, socket syscalls) is spread over its parts in the same proportions; a thread
+    never sampled is ``UNSAMPLED``.
+    """
+    samples: dict[int, Counter[str]] = {}
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        match = re.match(r"thread \((\d+)\): ([^;]*)", stack)
+        if not match or not count.isdigit():
+            continue
+        frames = [_frame(f) for f in stack.split(";")[1:]]
+        if match.group(2).startswith(SQLITE_THREADS[0]):
+            part = SQLITE_THREADS[1]
+        elif frames:
+            part = _part(frames)
+        else:
+            continue
+        samples.setdefault(int(match.group(1)), Counter())[part] += int(count)
+    parts: Counter[str] = Counter()
+    for tid, seconds in thread_cpu_s.items():
+        us = seconds * 1e6 / max(notifications, 1)
+        counted = samples.get(tid)
+        if not counted:
+            parts[UNSAMPLED] += us
+            continue
+        total = sum(counted.values())
+        for part, n in counted.items():
+            parts[part] += us * n / total
+    return {part: round(us, 1) for part, us in parts.most_common()}

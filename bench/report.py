@@ -101,6 +101,10 @@ def render_profile(profile: dict[str, Any]) -> str:
     for kind in ("threads", "self", "inclusive (project code)"):
         lines.append(f"  by {kind}:")
         lines += [f"    {pct:5.1f}%  {name}" for name, pct in profile.get(kind, [])]
+    parts = profile.get("cpu µs per notification, by part", {})
+    if parts:
+        lines.append(f"  CPU µs per notification, by part (total {sum(parts.values()):,.0f}):")
+        lines += [f"    {us:7.1f}  {part}" for part, us in parts.items()]
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ Run from the project root::
 
     .venv/bin/python bench/run.py [--only ingest|storm|single] [--quick] [--profile]
     .venv/bin/python bench/run.py --store redis [--replicas 2]
+    .venv/bin/python bench/run.py --only storm --against alertmanager
 
 It starts everything it measures (the sink, the bare handler, fresh ``notifier serve``
 processes per part, on SQLite under a temp dir or on a private redis-server), pins the
@@ -31,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import alertmanager
 import ingest
 import report
 import servers
@@ -42,13 +44,18 @@ from servers import ServiceOptions
 from wrkrun import INSTALL_HINT, wrk_path, wrk_version
 
 Part = Callable[[Bench, servers.Server], Awaitable[tuple[list[Row], dict[str, Any]]]]
-PARTS: dict[str, Part] = {"ingest": ingest.run, "storm": storm.run, "single": single.run}
+PARTS: dict[str, Part] = {
+    "ingest": ingest.run,
+    "storm": storm.run,
+    "single": single.run,
+    "alertmanager": alertmanager.run,  # only with --against alertmanager
+}
 RESULTS = RESULTS_DIR / "latest.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(PARTS), help="run one part only")
+    parser.add_argument("--only", choices=["ingest", "single", "storm"], help="run one part only")
     parser.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-up")
     parser.add_argument(
         "--generator",
@@ -80,11 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storm", type=int, default=5000, help="storm payloads")
     parser.add_argument("--single", type=int, default=300, help="single-alert samples")
     parser.add_argument("--profile", action="store_true", help="py-spy the service in the storm")
+    parser.add_argument(
+        "--against",
+        choices=["alertmanager"],
+        help="also run the storm through Alertmanager on the service's core and compare",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON results file")
     args = parser.parse_args(argv)
     if args.replicas > 1 and args.store != "redis":
         parser.error("--replicas 2 needs --store redis (the store replicas share)")
+    if args.against and args.only not in (None, "storm"):
+        parser.error("--against compares storms: use it with --only storm or no --only")
     return args
 
 
@@ -131,6 +145,8 @@ async def run_parts(bench: Bench, names: list[str]) -> tuple[list[Row], dict[str
             part_rows, figures[name] = await PARTS[name](bench, sink)
             rows += part_rows
             print(f"  {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    if "storm" in figures and "alertmanager" in figures:
+        rows += alertmanager.compare(figures["storm"], figures["alertmanager"])
     return rows, figures
 
 
@@ -149,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     busy, usable_cores = report.busy_share(), len(os.sched_getaffinity(0))
     placement = Placement.detect(args.replicas)
     placement.pin_self()
-    names = [args.only] if args.only else list(PARTS)
+    names = [args.only] if args.only else ["ingest", "storm", "single"]
+    if args.against:
+        names.append(args.against)
     with contextlib.ExitStack() as stack:
         tmp = tempfile.mkdtemp(prefix="notifier-bench-")
         if not args.keep:

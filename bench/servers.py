@@ -91,7 +91,7 @@ def write_service_config(workdir: Path, port: int, sink_port: int, options: Serv
 
 
 @contextlib.asynccontextmanager
-async def _serve(
+async def serve(
     name: str, argv: list[str], port: int, ready_path: str, core: int | None, log: Path
 ) -> AsyncIterator[Server]:
     with running(argv, core=core, log=log) as proc:
@@ -103,13 +103,13 @@ async def _serve(
 def sink(workdir: Path, placement: Placement) -> contextlib.AbstractAsyncContextManager[Server]:
     port = free_port()
     argv = [PYTHON, str(ROOT / "bench/sink.py"), "--listen", f"127.0.0.1:{port}"]
-    return _serve("sink", argv, port, "/stats", placement.load, workdir / "sink.log")
+    return serve("sink", argv, port, "/stats", placement.load, workdir / "sink.log")
 
 
 def bare(workdir: Path, placement: Placement) -> contextlib.AbstractAsyncContextManager[Server]:
     port = free_port()
     argv = [PYTHON, str(ROOT / "bench/bare_handler.py"), "--listen", f"127.0.0.1:{port}"]
-    return _serve("bare", argv, port, "/-/ready", placement.server, workdir / "bare.log")
+    return serve("bare", argv, port, "/-/ready", placement.server, workdir / "bare.log")
 
 
 @contextlib.asynccontextmanager
@@ -133,7 +133,7 @@ async def services(
             config = write_service_config(folder, port, sink_server.port, options)
             argv = [PYTHON, "-m", "notifier", "serve", "--config", str(config)]
             argv += ["--listen", f"127.0.0.1:{port}", "--log-level", options.log_level]
-            replica = _serve(name, argv, port, "/-/ready", core, folder / "service.log")
+            replica = serve(name, argv, port, "/-/ready", core, folder / "service.log")
             replicas.append(await stack.enter_async_context(replica))
         yield replicas
 

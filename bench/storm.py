@@ -48,7 +48,7 @@ async def _post_storm(bench: Bench, replicas: list[servers.Server]) -> tuple[Loa
     return result, ids
 
 
-async def _wait_for_sink(
+async def wait_for_sink(
     session: aiohttp.ClientSession, sink: servers.Server, expected: int
 ) -> dict[str, Any]:
     """Poll the sink until it holds ``expected`` distinct alerts or the budget runs out."""
@@ -60,7 +60,7 @@ async def _wait_for_sink(
         await asyncio.sleep(0.1)
 
 
-def _analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) -> dict[str, Any]:
+def analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) -> dict[str, Any]:
     seen: Counter[str] = Counter()
     first_arrival: dict[str, int] = {}
     latencies_ms: list[float] = []
@@ -87,7 +87,7 @@ def _analyse(records: list[dict[str, Any]], ids: list[str], first_post_ns: int) 
     }
 
 
-def _timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, float]]:
+def timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, float]]:
     """Alerts posted and delivered per ``TIMELINE_STEP_S`` since the first post."""
     step_ns = int(TIMELINE_STEP_S * 1e9)
     posted: Counter[int] = Counter()
@@ -101,6 +101,11 @@ def _timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, f
         {"t_s": round(i * TIMELINE_STEP_S, 3), "posted": posted[i], "delivered": delivered[i]}
         for i in range(last + 1)
     ]
+
+
+def cpu_per_notification(share: float, wall: float, notifications: int) -> float:
+    """CPU µs spent per notification delivered: a figure other work on the core barely moves."""
+    return share * wall * 1e6 / notifications if notifications else float("nan")
 
 
 def _thread_shares(pid: int, before: dict[int, float], wall: float) -> dict[str, float]:
@@ -128,23 +133,31 @@ async def _storm(
     threads_before = {r.name: thread_cpu_seconds(r.proc.pid) for r in replicas}
     started = time.monotonic()
     posted, ids = await _post_storm(bench, replicas)
-    await _wait_for_sink(session, sink, bench.storm_count)
+    await wait_for_sink(session, sink, bench.storm_count)
     cpu = meter.shares()
     wall = time.monotonic() - started
     records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
-    figures = _analyse(records, ids, posted.first_sent_ns)
+    figures = analyse(records, ids, posted.first_sent_ns)
     figures["accepted"] = posted.statuses.get(202, 0)
     figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
     figures["post_errors"] = posted.errors
     figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
     figures["peak_rss_mib"] = {r.name: peak_rss_mib(r.proc.pid) for r in replicas}
     figures["cpu_share"] = cpu | {"service": sum(cpu[r.name] for r in replicas)}
+    figures["cpu_us_per_notification"] = cpu_per_notification(
+        figures["cpu_share"]["service"], wall, figures["notifications"]
+    )
+    first = replicas[0].proc.pid  # the one --profile records
+    figures["thread_cpu_s"] = {
+        tid: seconds - threads_before[replicas[0].name].get(tid, 0.0)
+        for tid, seconds in thread_cpu_seconds(first).items()
+    }
     figures["service_cpu_by_thread"] = {
         r.name: _thread_shares(r.proc.pid, threads_before[r.name], wall) for r in replicas
     }
     if bench.redis is not None:
         figures["redis_commandstats"] = await servers.redis_commandstats(bench.redis.url)
-    figures["timeline"] = _timeline(records, posted.first_sent_ns)
+    figures["timeline"] = timeline(records, posted.first_sent_ns)
     return figures
 
 
@@ -169,6 +182,11 @@ async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, 
         await sink_call(session, sink.url, "POST", "/reset?record=0")
     if raw_profile is not None and raw_profile.exists():
         figures["profile"] = {"raw": str(raw_profile), **profiling.summarize(raw_profile)}
+        figures["profile"]["cpu µs per notification, by part"] = profiling.parts_per_notification(
+            raw_profile,
+            figures["thread_cpu_s"],
+            figures["notifications"] // len(figures["peak_rss_mib"]),
+        )
     return _rows(bench, figures), figures
 
 
@@ -213,6 +231,11 @@ def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
                 if name in f["cpu_share"]
             )
             + " core",
+        ),
+        Row(
+            "storm",
+            "service CPU per notification",
+            f"{f['cpu_us_per_notification']:,.0f} µs",
         ),
         *(
             Row(

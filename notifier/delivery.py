@@ -40,7 +40,8 @@ from notifier.channels.base import (
 from notifier.config import LoadedConfig
 from notifier.durations import format_duration
 from notifier.metrics import CIRCUIT_STATES, Metrics
-from notifier.protection import CircuitBreaker, RateLimiter
+from notifier.protection import CircuitBreaker
+from notifier.rate_limits import TokenBucket, bucket_for
 from notifier.retrying import Sleep, first_then_retrying
 from notifier.store.base import ClaimedJob, DeliveryRecord, Outcome, Store, StoreUnavailable
 
@@ -103,7 +104,9 @@ class Lane:
         metrics: Metrics,
         clock: Clock,
         previous: Lane | None = None,
+        store: object = None,
     ) -> None:
+        """``store`` gives the rate limit its bucket when it shares them across replicas."""
         self.channel = channel
         self.settings = settings
         # Ids of the jobs handed to this lane whose send has not returned yet: the
@@ -112,14 +115,15 @@ class Lane:
         # when the job's task ends.
         self.sends: set[str] = set() if previous is None else previous.sends
         self.breaker: CircuitBreaker
-        self.limiter: RateLimiter | None
+        self.limiter: TokenBucket | None
         self.last_reason: FailureReason  # of the channel's last retryable failure
         if previous is not None and _same_protection(previous.settings, settings):
             self.breaker, self.limiter = previous.breaker, previous.limiter
             self.last_reason = previous.last_reason
         else:
             self.breaker = CircuitBreaker(settings.failure_threshold, settings.reset_after)
-            self.limiter = None if settings.rate_limit is None else RateLimiter(settings.rate_limit)
+            rate = settings.rate_limit
+            self.limiter = None if rate is None else bucket_for(store, channel.name, rate)
             self.last_reason = FailureReason.OTHER
         self._clock = clock
         name, kind = channel.name, channel.type
@@ -204,7 +208,7 @@ class Deliverer:
         now = self._clock()
         wait, reason = lane.breaker.allow(now), lane.last_reason
         if not wait and lane.limiter is not None:
-            wait, reason = lane.limiter.reserve(now), FailureReason.RATE_LIMITED
+            wait, reason = await lane.limiter.acquire(now), FailureReason.RATE_LIMITED
             if wait:
                 lane.breaker.abandon_trial()
         if wait:

@@ -105,7 +105,9 @@ class Dispatcher:
             previous = old if old is not None and old.channel.type == channel.type else None
             settings = LaneSettings.from_config(config, name, self._workers)
             try:
-                lanes[name] = Lane(channel, settings, self._metrics, self._clock, previous)
+                lanes[name] = Lane(
+                    channel, settings, self._metrics, self._clock, previous, store=self._store
+                )
             except ValueError as exc:
                 raise ValueError(f"channels.{name}: {exc}") from None
         for name, old in self._lanes.items():

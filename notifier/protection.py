@@ -38,19 +38,49 @@ class RateLimiter:
         self._tokens = float(burst)
         self._updated: float | None = None
         self._next_deferred = -math.inf  # when the next turned-away caller may come back
-        self._granted_at_second = [-1] * _WINDOW  # ring of per-second grant counts
-        self._granted = [0] * _WINDOW
+        self._grants = GrantHistory(rate_per_second)
+
+    async def acquire(self, now: float) -> float:
+        """``reserve`` as a ``notifier.rate_limits.TokenBucket`` (the in-process one)."""
+        return self.reserve(now)
 
     def reserve(self, now: float) -> float:
         """0 when a token was taken for this caller; else seconds until it should try again."""
         self._refill(now)
         if self._tokens >= 1.0 - _EPSILON:
             self._tokens = max(0.0, self._tokens - 1.0)
-            self._count_grant(now)
+            self._grants.count(now)
             return 0.0
         come_back = max(now + (1.0 - self._tokens) * self._interval, self._next_deferred)
         self._next_deferred = come_back + self._interval
         return come_back - now
+
+    def utilisation(self, now: float) -> float:
+        """Share of the limit used over the last 60 s (0 to 1)."""
+        return self._grants.utilisation(now)
+
+    def _refill(self, now: float) -> None:
+        if self._updated is not None and now > self._updated:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
+        if self._updated is None or now > self._updated:
+            self._updated = now
+
+
+class GrantHistory:
+    """Tokens granted per second over the last 60 s, as a share of what ``rate`` allows."""
+
+    def __init__(self, rate_per_second: float) -> None:
+        self.rate = rate_per_second
+        self._granted_at_second = [-1] * _WINDOW  # ring of per-second grant counts
+        self._granted = [0] * _WINDOW
+
+    def count(self, now: float) -> None:
+        second = math.floor(now)
+        slot = second % _WINDOW
+        if self._granted_at_second[slot] != second:
+            self._granted_at_second[slot] = second
+            self._granted[slot] = 0
+        self._granted[slot] += 1
 
     def utilisation(self, now: float) -> float:
         """Share of the limit used over the last 60 s (0 to 1)."""
@@ -61,20 +91,6 @@ class RateLimiter:
             if second - _WINDOW < stamp <= second
         )
         return min(1.0, used / (self.rate * _WINDOW))
-
-    def _refill(self, now: float) -> None:
-        if self._updated is not None and now > self._updated:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
-        if self._updated is None or now > self._updated:
-            self._updated = now
-
-    def _count_grant(self, now: float) -> None:
-        second = math.floor(now)
-        slot = second % _WINDOW
-        if self._granted_at_second[slot] != second:
-            self._granted_at_second[slot] = second
-            self._granted[slot] = 0
-        self._granted[slot] += 1
 
 
 class CircuitBreaker:

@@ -79,6 +79,7 @@ from notifier.store.base import (
 )
 from notifier.store.recent import RecentNotifications
 from notifier.store.redis_batch import ScriptBatcher
+from notifier.store.redis_rate_limit import RedisTokenBucket
 from notifier.store.timer_records import timer_from_json, timer_to_json
 
 # Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
@@ -223,6 +224,11 @@ class RedisStore:
         with contextlib.suppress(*_UNAVAILABLE):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await self._client.aclose()
+
+    def token_bucket(self, channel: str, rate: float, burst: int) -> RedisTokenBucket:
+        """``channel``'s rate limit, shared with every replica on this Redis and prefix."""
+        key = self._key(f"ratelimit:{channel}")
+        return RedisTokenBucket(self._client, self._batch, key, rate, burst, _UNAVAILABLE)
 
     async def ping(self) -> None:
         with self._unavailable():

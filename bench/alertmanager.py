@@ -1,0 +1,208 @@
+"""``--against alertmanager``: the same storm through Debian's Alertmanager, side by side.
+
+Alertmanager (``prometheus-alertmanager``) runs on the core the service had, clustering
+off, its storage in the temp dir, on a generated config: every label set its own group
+(``group_by: ['...']``), ``group_wait: 0s``, one webhook receiver pointing at the same
+sink (``send_resolved: false``, ``max_alerts: 0``). The driver posts the same number of
+distinct one-alert requests to its ``/api/v2/alerts`` over the same 64 connections, each
+alert carrying the same ``bench_id`` label and ``sent_at_ns`` annotation, so the sink
+measures both the same way: delivered notifications/s from the first post until the last
+alert arrives, per-alert latency (sink arrival - send time), and the peak RSS (VmHWM).
+
+Alertmanager keeps alerts in memory and snapshots them every 15 minutes; notifier makes
+each alert durable before answering. The table compares what each delivers, not what
+each promises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import servers
+import yaml
+from common import Bench, Row, sink_call
+from loadgen import Target, post_bodies
+from payloads import PrometheusAlert
+from procs import CpuMeter, free_port, peak_rss_mib
+from storm import (
+    CONNECTIONS,
+    POST_BUDGET_S,
+    analyse,
+    cpu_per_notification,
+    timeline,
+    wait_for_sink,
+)
+
+BINARY = "prometheus-alertmanager"
+INSTALL_HINT = "sudo apt-get install -y prometheus-alertmanager"
+RATE_RATIO_TARGET = 1.5  # notifier's delivered notifications/s over Alertmanager's
+
+
+def config(sink_port: int) -> str:
+    """Every alert its own group, flushed at once, to the sink's webhook."""
+    return yaml.safe_dump(
+        {
+            "route": {
+                "receiver": "sink",
+                "group_by": ["..."],
+                "group_wait": "0s",
+                "group_interval": "1s",
+                # Below the notification log's 120 h retention (Alertmanager warns
+                # otherwise); no group repeats within a run anyway.
+                "repeat_interval": "100h",
+            },
+            "receivers": [
+                {
+                    "name": "sink",
+                    "webhook_configs": [
+                        {
+                            "url": f"http://127.0.0.1:{sink_port}/hook",
+                            "send_resolved": False,
+                            "max_alerts": 0,
+                        }
+                    ],
+                }
+            ],
+        },
+        sort_keys=False,
+    )
+
+
+def binary() -> str:
+    path = shutil.which(BINARY)
+    if path is None:
+        raise RuntimeError(f"{BINARY} not found; install it with: {INSTALL_HINT}")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def alertmanager(
+    workdir: Path, sink: servers.Server, core: int | None
+) -> AsyncIterator[servers.Server]:
+    """A ready Alertmanager on a free 127.0.0.1 port, pinned to ``core``; always stopped."""
+    folder = workdir / "alertmanager"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_file = folder / "alertmanager.yml"
+    config_file.write_text(config(sink.port))
+    port = free_port()
+    argv = [
+        binary(),
+        f"--config.file={config_file}",
+        f"--storage.path={folder / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # empty: no gossip, no peers
+    ]
+    log = folder / "alertmanager.log"
+    async with servers.serve("alertmanager", argv, port, "/-/ready", core, log) as server:
+        yield server
+
+
+async def _storm(
+    bench: Bench, session: aiohttp.ClientSession, sink: servers.Server, am: servers.Server
+) -> dict[str, Any]:
+    builder = PrometheusAlert("BenchStorm")
+    ids = [f"am-{bench.run_id}-{i}" for i in range(bench.storm_count)]
+    meter = CpuMeter({"alertmanager": am.proc.pid, "sink": sink.proc.pid}, generator=True)
+    started = time.monotonic()
+    posted = await post_bodies(
+        [Target("127.0.0.1", am.port, "/api/v2/alerts")],
+        lambda i: builder.body(ids[i], time.time_ns()),
+        connections=CONNECTIONS,
+        duration=POST_BUDGET_S,
+        count=bench.storm_count,
+    )
+    await wait_for_sink(session, sink, bench.storm_count)
+    cpu = meter.shares()
+    wall = time.monotonic() - started
+    records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
+    figures = analyse(records, ids, posted.first_sent_ns)
+    figures["accepted"] = posted.statuses.get(200, 0)
+    figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
+    figures["post_errors"] = posted.errors
+    figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
+    figures["peak_rss_mib"] = peak_rss_mib(am.proc.pid)
+    figures["cpu_share"] = cpu
+    figures["cpu_us_per_notification"] = cpu_per_notification(
+        cpu["alertmanager"], wall, figures["notifications"]
+    )
+    figures["timeline"] = timeline(records, posted.first_sent_ns)
+    return figures
+
+
+async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, Any]]:
+    """The storm through Alertmanager on the service's core, the same sink and load."""
+    async with aiohttp.ClientSession() as session:
+        await sink_call(session, sink.url, "POST", "/reset?record=1")
+        async with alertmanager(bench.workdir, sink, bench.placement.server) as am:
+            figures = await _storm(bench, session, sink, am)
+        await sink_call(session, sink.url, "POST", "/reset?record=0")
+    return _rows(bench, figures), figures
+
+
+def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
+    n = bench.storm_count
+    rss = f["peak_rss_mib"]
+    return [
+        Row("alertmanager", "alerts accepted (200)", f"{f['accepted']:,} / {n:,}"),
+        Row("alertmanager", "distinct alerts at sink", f"{f['distinct']:,} / {n:,}"),
+        Row("alertmanager", "duplicates at sink", f"{len(f['duplicates'])}"),
+        Row("alertmanager", "delivered notifications/s", f"{f['notifications_per_s']:,.0f}"),
+        Row("alertmanager", "latency P50 / P99", f"{f['p50_ms']:.0f} / {f['p99_ms']:.0f} ms"),
+        Row(
+            "alertmanager",
+            "CPU Alertmanager / load gen / sink",
+            " / ".join(
+                f"{f['cpu_share'][name]:.2f}" for name in ("alertmanager", "generator", "sink")
+            )
+            + " core",
+        ),
+        Row(
+            "alertmanager",
+            "Alertmanager CPU per notification",
+            f"{f['cpu_us_per_notification']:,.0f} µs",
+        ),
+        Row("alertmanager", "peak RSS (VmHWM)", f"{rss:.0f} MiB" if rss else "n/a"),
+    ]
+
+
+def compare(service: dict[str, Any], am: dict[str, Any]) -> list[Row]:
+    """notifier's storm against Alertmanager's, from the two parts' figures of one run."""
+    complete = not service["missing"] and not service["unexpected"]
+    ratio = service["notifications_per_s"] / am["notifications_per_s"] if am["distinct"] else 0.0
+    rss = [value for value in service["peak_rss_mib"].values() if value is not None]
+    am_rss = am["peak_rss_mib"]
+    rss_text = " / ".join(f"{value:.0f}" for value in rss) or "n/a"
+    return [
+        Row(
+            "versus",
+            "notifications/s notifier ÷ Alertmanager",
+            f"{ratio:.2f} ×",
+            f"≥ {RATE_RATIO_TARGET} ×",
+            ratio >= RATE_RATIO_TARGET and complete,
+        ),
+        Row(
+            "versus",
+            "CPU per notification notifier ÷ Alertmanager",
+            f"{service['cpu_us_per_notification'] / am['cpu_us_per_notification']:.2f} ×",
+        ),
+        Row(
+            "versus",
+            "latency P99 notifier vs Alertmanager",
+            f"{service['p99_ms']:.0f} vs {am['p99_ms']:.0f} ms",
+            "below",
+            service["p99_ms"] < am["p99_ms"],
+        ),
+        Row(
+            "versus",
+            "peak RSS notifier vs Alertmanager",
+            f"{rss_text} vs {am_rss:.0f} MiB" if am_rss else f"{rss_text} vs n/a MiB",
+            "below",
+            bool(rss) and am_rss is not None and max(rss) < am_rss,
+        ),
+    ]

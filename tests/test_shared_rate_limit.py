@@ -1,0 +1,139 @@
+"""A channel's rate limit holds for the deployment: with Redis, replicas share its bucket.
+
+With the memory and SQLite stores (one process) the bucket is the in-process
+``RateLimiter``; with Redis it is a hash in Redis that one Lua script call per send
+draws from, so two replicas together send no faster than the configured rate. The last
+test runs two real ``notifier serve`` processes on one private Redis and reads the
+combined rate off the arrival times the sink recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from notifier.protection import RateLimiter
+from notifier.rate_limits import bucket_for
+from notifier.store.memory import MemoryStore
+from notifier.store.redis import RedisStore
+from notifier.store.redis_rate_limit import RedisTokenBucket
+from tests.processes import WebhookSink, serve_app, wait_until, webhook_payload
+from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
+from tests.stand_ins import write_config
+from tests.test_replicas import post, running_replicas
+
+RATE = 2.0  # messages per second, the channel's rate_limit in the two-replica test
+MESSAGES = 16
+TURN = 1 / RATE  # seconds between two tokens of a bucket of burst 1
+
+
+@pytest.fixture
+async def stores() -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one prefix of the shared server, as two replicas see it."""
+    url, prefix = require_redis(), fresh_prefix()
+    first, second = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.delete_all_keys()
+    await first.close()
+    await second.close()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = PrivateRedis(folder, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_single_process_stores_keep_the_in_process_bucket() -> None:
+    assert isinstance(bucket_for(MemoryStore(), "slack", 1.0), RateLimiter)
+    assert isinstance(bucket_for(None, "slack", 1.0), RateLimiter)
+
+
+async def test_two_replicas_draw_from_one_bucket_and_are_spaced_one_token_apart(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    one, two = stores
+    # A slow rate, so the calls below all fall within one token's interval (10 s).
+    first, second = bucket_for(one, "slack", 0.1), bucket_for(two, "slack", 0.1)
+    assert isinstance(first, RedisTokenBucket)
+    assert await first.acquire(0.0) == 0.0  # the bucket starts full: one token
+    told = await second.acquire(0.0)  # the other replica finds it empty
+    assert 9.0 < told <= 10.0
+    later = await first.acquire(0.0)  # and the next caller comes back one token later
+    assert 19.0 < later <= 20.0
+    other_channel = bucket_for(two, "email", 0.1)
+    assert await other_channel.acquire(0.0) == 0.0  # a bucket per channel
+
+
+async def test_a_burst_is_shared_too(stores: tuple[RedisStore, RedisStore]) -> None:
+    one, two = stores
+    first, second = bucket_for(one, "sms", 0.1, burst=3), bucket_for(two, "sms", 0.1, burst=3)
+    assert [await first.acquire(0.0), await second.acquire(0.0), await first.acquire(0.0)] == [
+        0.0,
+        0.0,
+        0.0,
+    ]
+    assert 9.0 < await second.acquire(0.0) <= 10.0
+
+
+async def test_unreachable_redis_holds_the_rate_in_process_instead_of_failing() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", prefix=fresh_prefix())
+    bucket = bucket_for(store, "slack", 0.1)
+    assert await bucket.acquire(100.0) == 0.0
+    assert await bucket.acquire(100.0) == pytest.approx(10.0)
+    await store.close()
+
+
+def most_in_any_window(arrivals: Sequence[float], window: float) -> int:
+    """The most arrivals within ``window`` seconds of one another."""
+    ordered = sorted(arrivals)
+    return max(
+        sum(1 for t in ordered[i:] if t - start <= window) for i, start in enumerate(ordered)
+    )
+
+
+async def test_two_replicas_together_send_no_faster_than_the_channel_rate(
+    tmp_path: Path, redis: PrivateRedis
+) -> None:
+    sink = WebhookSink()
+    async with serve_app(sink.app()) as sink_url:
+        configs = [
+            write_config(
+                tmp_path / f"{name}.yaml",
+                {"hook": {"type": "webhook", "url": f"{sink_url}/{name}", "rate_limit": RATE}},
+                default_channels=["hook"],
+                storage={"url": f"redis://127.0.0.1:{redis.port}/0", "lease": "5s", "workers": 4},
+            )
+            for name in ("a", "b")
+        ]
+        async with running_replicas(configs, tmp_path) as replicas:
+            answers = await asyncio.gather(
+                *(post(replicas[i % 2], webhook_payload(f"Rate{i:02d}")) for i in range(MESSAGES))
+            )
+            assert [status for status, _ in answers] == [202] * MESSAGES
+            # At the rate, the last one is due after (MESSAGES - 1) / RATE seconds.
+            await wait_until(lambda: len(sink.requests) >= MESSAGES, "every message", 90)
+
+    arrivals = [request.at for request in sink.requests]
+    by_replica = {name: sum(r.path == f"/{name}" for r in sink.requests) for name in "ab"}
+    assert len(arrivals) == MESSAGES, by_replica
+    # One bucket of burst 1 grants its tokens a turn apart; allowing half a turn of jitter
+    # between a grant and its arrival, no two arrivals fall within half a turn. (With a
+    # bucket per replica, the two replicas' sends often arrive a few ms apart.)
+    assert most_in_any_window(arrivals, TURN / 2) == 1, (by_replica, sorted(arrivals))
+    # Over the whole run: the first message takes the one token saved up, each other one
+    # waits its turn; a quarter of a turn is allowed for the jitter of the two arrivals.
+    # (Each replica holding the rate alone, the two together send up to twice as fast.)
+    span = max(arrivals) - min(arrivals)
+    assert span >= (MESSAGES - 1.25) * TURN, (span, by_replica)
