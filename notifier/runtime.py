@@ -21,6 +21,7 @@ from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import ConfigError, LoadedConfig, load_config
 from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
+from notifier.incidents.engine import TIMER_OWNER, IncidentEngine
 from notifier.metrics import Metrics
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
@@ -28,6 +29,7 @@ from notifier.sample import sample_payload
 from notifier.store import open_store
 from notifier.store.base import EnqueueResult, Store
 from notifier.templates import Renderer, template_context
+from notifier.timers import TimerLoop
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,16 @@ class Runtime:
         self.store: Store = open_store(self.loaded)
         self.channels: Channels | None = None
         self.dispatcher: Dispatcher | None = None
+        self.timers: TimerLoop | None = None
+        self.incidents = IncidentEngine(
+            self.store,
+            lambda: self.loaded,
+            self.metrics,
+            clock=clock,
+            new_id=_new_job_id,
+            on_enqueued=self._wake_dispatcher,
+            on_scheduled=self._wake_timers,
+        )
         self._reload_lock = asyncio.Lock()
         # Channels replaced by a reload, each with the timer that closes it.
         self._retired: list[tuple[Channels, asyncio.TimerHandle]] = []
@@ -121,15 +133,23 @@ class Runtime:
 
     def _declare(self, loaded: LoadedConfig) -> None:
         self.metrics.declare_channels((n, c.type) for n, c in loaded.config.channels.items())
+        policies = loaded.config.escalation_policies.items()
+        self.metrics.declare_policies((n, len(p.steps)) for n, p in policies)
 
     def resources(
         self, *, dispatch: bool = True
     ) -> list[Callable[[], contextlib.AbstractAsyncContextManager[None]]]:
         """What a running notifier holds, in the order it opens: the store, the channels, the
-        dispatcher (started unless ``dispatch`` is False). Each is its own context, so a
-        failure opening one closes only those already open (the store when the channels fail).
+        dispatcher and the timer loop (started unless ``dispatch`` is False). Each is its own
+        context, so a failure opening one closes only those already open (the store when the
+        channels fail).
         """
-        return [self._store_open, self._channels_open, partial(self._dispatching, dispatch)]
+        return [
+            self._store_open,
+            self._channels_open,
+            partial(self._dispatching, dispatch),
+            partial(self._timing, dispatch),
+        ]
 
     @contextlib.asynccontextmanager
     async def running(self, *, dispatch: bool = True) -> AsyncIterator[Runtime]:
@@ -180,13 +200,39 @@ class Runtime:
         finally:
             await self.dispatcher.stop(self.loaded.config.server.shutdown_grace.total_seconds())
 
+    @contextlib.asynccontextmanager
+    async def _timing(self, start: bool) -> AsyncIterator[None]:
+        """The timer loop: incident steps, acknowledgement timeouts, silences ending."""
+        self.timers = TimerLoop(
+            self.store,
+            {TIMER_OWNER: self.incidents.on_timer},
+            lease=self.loaded.config.storage.lease.total_seconds(),
+            clock=self.clock,
+        )
+        if start:
+            await self.timers.start()
+        try:
+            yield
+        finally:
+            await self.timers.stop()
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def _wake_timers(self) -> None:
+        if self.timers is not None:
+            self.timers.wake()
+
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
-        """Route, dedup and durably enqueue one payload; raises ``StoreUnavailable``."""
+        """Route, dedup and durably enqueue one payload, then open or resolve the incidents
+        of its group (DESIGN §8); raises ``StoreUnavailable``."""
         now = self.clock()
         jobs = plan_notifications(payload, self.loaded, now, _new_job_id)
         result = await self.store.enqueue(jobs, now)
         if result.enqueued and self.dispatcher is not None:
             self.dispatcher.wake()
+        await self.incidents.on_payload(payload, now)
         return result
 
     async def reload(self) -> ReloadResult:
