@@ -55,6 +55,7 @@ class Harness:
             clock=self.clock,
             new_id=lambda: f"id{next(ids)}",
             new_code=lambda: next(codes),
+            new_incident_id=lambda: f"inc{next(ids)}",
         )
         self.timers = TimerLoop(
             self.store, {"incident": self.engine.on_timer}, lease=60, clock=self.clock

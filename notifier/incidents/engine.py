@@ -94,6 +94,11 @@ def policy_of(loaded: LoadedConfig, name: str) -> Policy | None:
     )
 
 
+def new_incident_id() -> str:
+    """48 random bits in hex: short enough to type in ``notifier incidents ack``."""
+    return secrets.token_hex(6)
+
+
 def new_ack_code() -> str:
     """Four random digits, what a responder replies by SMS ("ACK 4821")."""
     return f"{secrets.randbelow(10_000):04d}"
@@ -109,6 +114,7 @@ class IncidentEngine:
         clock: Callable[[], float],
         new_id: Callable[[], str],
         new_code: Callable[[], str] = new_ack_code,
+        new_incident_id: Callable[[], str] = new_incident_id,
         on_enqueued: Callable[[], None] = lambda: None,
         on_scheduled: Callable[[], None] = lambda: None,
     ) -> None:
@@ -120,6 +126,7 @@ class IncidentEngine:
         self._clock = clock
         self._new_id = new_id
         self._new_code = new_code
+        self._new_incident_id = new_incident_id
         self._on_enqueued = on_enqueued
         self._on_scheduled = on_scheduled
 
@@ -267,7 +274,7 @@ class IncidentEngine:
                 return
             transition = machine.open_incident(
                 policy,
-                incident_id=self._new_id(),
+                incident_id=self._new_incident_id(),
                 route=route,
                 group_key=group,
                 ack_code=self._new_code(),
