@@ -118,9 +118,16 @@ def routes_test(
 
 
 # Commands that live in their own modules register here, after the group exists.
-from notifier.cli import fire, ops  # noqa: E402
+from notifier.cli import fire, incidents, ops  # noqa: E402
 
-for _command in (fire.render, fire.fire, ops.dead_letters, ops.report, ops.loadtest):
+for _command in (
+    fire.render,
+    fire.fire,
+    ops.dead_letters,
+    ops.report,
+    ops.loadtest,
+    incidents.incidents,
+):
     cli.add_command(_command)
 
 
