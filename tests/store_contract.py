@@ -42,9 +42,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from notifier.dedup import FIRING_ENTRY_RETENTION, LogEntry, PlannedJob
+from notifier.incidents import machine
+from notifier.incidents.machine import Incident
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
 from notifier.store.base import (
@@ -54,6 +57,8 @@ from notifier.store.base import (
     QueueStats,
     Store,
     ThreadRef,
+    Timer,
+    incident_timer_group,
 )
 from tests.dedup_rules import CASES, REPEAT
 
@@ -158,6 +163,79 @@ def record(
 
 def ids(claimed: list[ClaimedJob]) -> list[str]:
     return [job.id for job in claimed]
+
+
+def timer(
+    key: str, due_at: float, group: str = "g", timer_id: str | None = None, kind: str = "heartbeat"
+) -> Timer:
+    """A timer whose id is ``key`` unless given (a replacement needs a new one)."""
+    data = {"key": key, "epoch": 3, "at": 1.25, "late": False, "by": None, "who": "Zoë ☎"}
+    return Timer(timer_id or key, key, group, kind, due_at, data)
+
+
+def timer_ids(timers: list[Timer]) -> list[str]:
+    return [t.id for t in timers]
+
+
+POLICY = machine.Policy("primary", (machine.PolicyStep(0.0, ("ops-slack",)),))
+
+
+def new_incident(
+    incident_id: str, group_key: str = "group-1", ack_code: str = "1111", opened_at: float = 100.0
+) -> Incident:
+    return machine.open_incident(
+        POLICY,
+        incident_id=incident_id,
+        route="critical",
+        group_key=group_key,
+        ack_code=ack_code,
+        now=opened_at,
+    ).incident
+
+
+def step_timer(incident: Incident, due_at: float, name: str = "step") -> Timer:
+    """A timer in the incident's group (cancelled with its other timers)."""
+    key = f"{incident.id}:{name}"
+    return Timer(
+        f"{key}@{incident.epoch}",
+        key,
+        incident_timer_group(incident.id),
+        "incident.step",
+        due_at,
+        {"incident": incident.id, "epoch": incident.epoch},
+    )
+
+
+async def assert_one_change_wins(first: Store, second: Store) -> None:
+    """Two replicas change one incident from the same epoch: exactly one write lands,
+    with its own timers and jobs and nothing of the other's."""
+    opened = new_incident("race")
+    assert await first.open_incident(opened, [step_timer(opened, 500.0)]) == opened
+    acked = {
+        name: machine.acknowledge(POLICY, opened, by=name, path="api", now=110.0).incident
+        for name in ("first", "second")
+    }
+    results = await asyncio.gather(
+        *(
+            store.change_incident(
+                acked[name],
+                opened.epoch,
+                cancel_timers=True,
+                timers=[step_timer(acked[name], 300.0, name)],
+                notifications=[notification(f"announce-{name}")],
+                now=110.0,
+            )
+            for name, store in (("first", first), ("second", second))
+        )
+    )
+    assert sorted(results) == [False, True]
+    winner = "first" if results[0] else "second"
+    assert await first.get_incident("race") == acked[winner]
+    assert await second.get_incident("race") == acked[winner]
+    assert timer_ids(await first.claim_timers(limit=5, lease=30.0, now=1000.0)) == [
+        f"race:{winner}@2"
+    ]
+    assert ids(await second.claim(limit=5, lease=30.0, now=110.0)) == [f"announce-{winner}"]
 
 
 class StoreContract:
@@ -569,3 +647,213 @@ class StoreContract:
         await store.add_told_recipient("j3", "y", 3600.0, time.time())
         assert await store.told_recipients("short") == frozenset()
         assert await store.told_recipients("j1") == {"a", "b"}
+
+    # Timers (Timers protocol)
+
+    async def test_timers_are_claimed_earliest_first_up_to_limit_and_leased(
+        self, store: Store
+    ) -> None:
+        assert await store.next_timer_at() is None
+        await store.schedule_timers(
+            [timer("a", 120.0), timer("b", 110.0), timer("c", 130.0), timer("d", 200.0)]
+        )
+        assert await store.next_timer_at() == 110.0
+        assert await store.claim_timers(limit=5, lease=30.0, now=109.0) == []
+        assert timer_ids(await store.claim_timers(limit=2, lease=30.0, now=130.0)) == ["b", "a"]
+        assert await store.next_timer_at() == 130.0  # c is due; a and b are leased until 160
+        assert timer_ids(await store.claim_timers(limit=5, lease=35.0, now=135.0)) == ["c"]
+        assert await store.next_timer_at() == 160.0  # the earliest lease end
+        assert await store.claim_timers(limit=5, lease=30.0, now=159.0) == []
+        # The leases of a and b ran out (their worker died): due again, ties by id.
+        assert timer_ids(await store.claim_timers(limit=5, lease=30.0, now=160.0)) == ["a", "b"]
+        for timer_id in ("a", "b", "c"):
+            await store.finish_timer(timer_id)
+        assert await store.next_timer_at() == 200.0
+        await store.finish_timer("d")  # finishing an unclaimed timer removes it too
+        assert await store.next_timer_at() is None
+        assert await store.claim_timers(limit=5, lease=30.0, now=1000.0) == []
+
+    async def test_a_claimed_timer_round_trips_exactly(self, store: Store) -> None:
+        scheduled = timer("heartbeat:payments", 100.5, kind="heartbeat")
+        await store.schedule_timers([scheduled])
+        assert await store.claim_timers(limit=1, lease=30.0, now=100.5) == [scheduled]
+
+    async def test_scheduling_a_key_again_replaces_its_timer(self, store: Store) -> None:
+        await store.schedule_timers([timer("hb", 100.0, group="g1", timer_id="hb-1")])
+        assert timer_ids(await store.claim_timers(limit=5, lease=30.0, now=100.0)) == ["hb-1"]
+        renewed = timer("hb", 150.0, group="g2", timer_id="hb-2")
+        await store.schedule_timers([renewed])
+        assert await store.next_timer_at() == 150.0  # not the old lease's end
+        await store.finish_timer("hb-1")  # the old one's late worker removes nothing
+        assert await store.claim_timers(limit=5, lease=30.0, now=149.0) == []
+        assert await store.cancel_timers("g1") == 0  # the replacement left the old group
+        assert await store.claim_timers(limit=5, lease=30.0, now=150.0) == [renewed]
+        assert await store.cancel_timers("g2") == 1
+
+    async def test_cancel_timers_removes_one_group_leased_or_not(self, store: Store) -> None:
+        await store.schedule_timers(
+            [timer("a", 100.0, "g1"), timer("b", 200.0, "g1"), timer("c", 100.0, "g2")]
+        )
+        assert timer_ids(await store.claim_timers(limit=1, lease=30.0, now=100.0)) == ["a"]
+        assert await store.cancel_timers("g1") == 2
+        assert await store.cancel_timers("g1") == 0
+        await store.finish_timer("a")  # cancelled: nothing left to remove
+        assert timer_ids(await store.claim_timers(limit=5, lease=30.0, now=1000.0)) == ["c"]
+        assert await store.cancel_timers("g2") == 1  # leased, and still cancelled
+        assert await store.next_timer_at() is None
+        assert await store.cancel_timers("unknown") == 0
+
+    # Incidents (Incidents protocol)
+
+    async def test_open_incident_stores_it_with_its_timers(self, store: Store) -> None:
+        opened = new_incident("i1")
+        step = step_timer(opened, 100.0)
+        assert await store.open_incident(opened, [step]) == opened
+        assert await store.get_incident("i1") == opened
+        assert await store.open_incident_for("critical", "group-1") == opened
+        assert await store.open_incident_by_code("1111") == opened
+        assert await store.claim_timers(limit=5, lease=30.0, now=100.0) == [step]
+        await store.finish_timer(step.id)
+        assert await store.get_incident("unknown") is None
+        assert await store.open_incident_for("critical", "group-2") is None
+        assert await store.open_incident_for("other-route", "group-1") is None
+        assert await store.open_incident_by_code("2222") is None
+
+    async def test_a_second_open_of_a_group_returns_the_open_one_and_stores_nothing(
+        self, store: Store
+    ) -> None:
+        first = new_incident("i1")
+        assert await store.open_incident(first, []) == first
+        second = new_incident("i2", ack_code="2222", opened_at=105.0)
+        assert await store.open_incident(second, [step_timer(second, 105.0)]) == first
+        assert await store.get_incident("i2") is None
+        assert await store.open_incident_by_code("2222") is None
+        assert await store.next_timer_at() is None
+        assert await store.list_incidents() == [first]
+
+    async def test_an_ack_code_in_use_by_another_open_incident_is_refused(
+        self, store: Store
+    ) -> None:
+        first = new_incident("i1", ack_code="1111")
+        await store.open_incident(first, [])
+        clash = new_incident("i2", group_key="group-2", ack_code="1111")
+        assert await store.open_incident(clash, [step_timer(clash, 100.0)]) is None
+        assert await store.get_incident("i2") is None
+        assert await store.open_incident_for("critical", "group-2") is None
+        assert await store.open_incident_by_code("1111") == first
+        assert await store.next_timer_at() is None
+
+    async def test_a_resolved_incident_frees_its_group_and_code(self, store: Store) -> None:
+        first = new_incident("i1")
+        await store.open_incident(first, [step_timer(first, 100.0)])
+        resolved = machine.resolve(first, now=200.0).incident
+        assert await store.change_incident(
+            resolved, 1, cancel_timers=True, timers=[], notifications=[], now=200.0
+        )
+        assert await store.get_incident("i1") == resolved
+        assert await store.open_incident_for("critical", "group-1") is None
+        assert await store.open_incident_by_code("1111") is None
+        assert await store.next_timer_at() is None
+        again = new_incident("i2", opened_at=300.0)
+        assert await store.open_incident(again, []) == again
+        assert await store.open_incident_for("critical", "group-1") == again
+        assert await store.open_incident_by_code("1111") == again
+        assert await store.list_incidents() == [again, resolved]
+
+    async def test_change_incident_writes_cancels_schedules_and_enqueues_at_once(
+        self, store: Store
+    ) -> None:
+        opened = new_incident("i1")
+        heartbeat = timer("hb", 100.0, group="heartbeats")
+        await store.open_incident(opened, [step_timer(opened, 100.0), heartbeat])
+        stepped = machine.step_due(POLICY, opened, epoch=1, page_index=0, now=110.0).incident
+        ack_timeout = step_timer(stepped, 300.0, "ack")
+        pages = [notification("page-1"), notification("page-2", channel="sms")]
+        assert await store.change_incident(
+            stepped, 1, cancel_timers=True, timers=[ack_timeout], notifications=pages, now=110.0
+        )
+        assert await store.get_incident("i1") == stepped
+        assert await store.open_incident_by_code("1111") == stepped
+        # The step timer was cancelled; another group's timer was not.
+        assert await store.claim_timers(limit=5, lease=30.0, now=1000.0) == [heartbeat, ack_timeout]
+        assert await store.next_due_at() == 110.0
+        assert await store.claim(limit=5, lease=30.0, now=109.0) == []
+        claimed = await store.claim(limit=5, lease=30.0, now=110.0)
+        assert [job.notification for job in claimed] == pages
+        assert [(job.attempts, job.enqueued_at) for job in claimed] == [(0, 110.0), (0, 110.0)]
+
+    async def test_change_incident_keeps_its_timers_unless_asked(self, store: Store) -> None:
+        opened = new_incident("i1")
+        step = step_timer(opened, 200.0)
+        await store.open_incident(opened, [step])
+        silenced = machine.silence(opened, by="ann", until=500.0, now=110.0).incident
+        assert await store.change_incident(
+            silenced, 1, cancel_timers=False, timers=[], notifications=[], now=110.0
+        )
+        assert await store.claim_timers(limit=5, lease=30.0, now=200.0) == [step]
+
+    async def test_change_incident_from_a_stale_epoch_changes_nothing(self, store: Store) -> None:
+        opened = new_incident("i1")
+        step = step_timer(opened, 200.0)
+        await store.open_incident(opened, [step])
+        acked = machine.acknowledge(POLICY, opened, by="ann", path="api", now=110.0).incident
+        assert await store.change_incident(
+            acked, 1, cancel_timers=False, timers=[], notifications=[], now=110.0
+        )
+        late = machine.resolve(opened, now=120.0).incident  # computed from epoch 1
+        assert not await store.change_incident(
+            late,
+            1,
+            cancel_timers=True,
+            timers=[step_timer(late, 300.0, "later")],
+            notifications=[notification("announce")],
+            now=120.0,
+        )
+        assert await store.get_incident("i1") == acked
+        assert await store.open_incident_for("critical", "group-1") == acked
+        assert await store.next_due_at() is None  # no job
+        assert await store.claim_timers(limit=5, lease=30.0, now=1000.0) == [step]
+        unknown = new_incident("never-opened")
+        assert not await store.change_incident(
+            unknown, 1, cancel_timers=False, timers=[], notifications=[], now=120.0
+        )
+        assert await store.get_incident("never-opened") is None
+
+    async def test_list_incidents_open_first_newest_opened_first(self, store: Store) -> None:
+        stored: dict[str, Incident] = {}
+        for name, opened_at, resolve in (
+            ("i1", 100.0, True),
+            ("i2", 200.0, False),
+            ("i3", 300.0, True),
+            ("i4", 150.0, False),
+        ):
+            opened = new_incident(name, f"group-{name}", f"code-{name}", opened_at)
+            assert await store.open_incident(opened, []) == opened
+            stored[name] = opened
+            if resolve:
+                stored[name] = machine.resolve(opened, now=opened_at + 1).incident
+                assert await store.change_incident(
+                    stored[name], 1, cancel_timers=True, timers=[], notifications=[], now=400.0
+                )
+        in_order = [stored[name] for name in ("i2", "i4", "i3", "i1")]
+        assert await store.list_incidents() == in_order
+        assert await store.list_incidents(limit=3) == in_order[:3]
+        assert await store.list_incidents(open_only=True) == in_order[:2]
+        assert await store.list_incidents(open_only=True, limit=1) == in_order[:1]
+        # A resolved incident opened again is listed with the open ones.
+        reopened = replace(stored["i3"], state=machine.State.OPEN, epoch=3, resolved_at=None)
+        assert await store.change_incident(
+            reopened, 2, cancel_timers=False, timers=[], notifications=[], now=400.0
+        )
+        assert await store.list_incidents(limit=2) == [reopened, stored["i2"]]
+
+    async def test_remember_once_within_its_ttl(self, store: Store) -> None:
+        # A real clock, as Redis expires the key by its own.
+        now = time.time()
+        assert await store.remember_once("SM1", 3600.0, now) is True
+        assert await store.remember_once("SM1", 3600.0, now + 1) is False
+        assert await store.remember_once("SM2", 3600.0, now + 1) is True
+        assert await store.remember_once("short", 0.05, time.time()) is True
+        await asyncio.sleep(0.15)
+        assert await store.remember_once("short", 0.05, time.time()) is True
+        assert await store.remember_once("SM1", 3600.0, time.time()) is False

@@ -22,7 +22,15 @@ from notifier.store.base import StoreUnavailable
 from notifier.store.redis import _SKIP_SCAN, RedisStore
 from notifier.store.redis_batch import ScriptBatcher
 from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
-from tests.store_contract import ids, log_job, planned, record
+from tests.store_contract import (
+    assert_one_change_wins,
+    ids,
+    log_job,
+    new_incident,
+    planned,
+    record,
+    step_timer,
+)
 
 PASSWORD = "s3cret-redis-pass"
 
@@ -105,6 +113,38 @@ async def test_another_replica_takes_over_an_expired_lease(
     assert [job.id for job in await first.claim(limit=1, lease=30.0, now=100.0)] == ["a"]
     assert await second.claim(limit=1, lease=30.0, now=129.0) == []
     assert [job.id for job in await second.claim(limit=1, lease=30.0, now=130.0)] == ["a"]
+
+
+async def test_two_replicas_change_an_incident_once(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    await assert_one_change_wins(*replicas)
+
+
+async def test_incidents_and_timers_are_json_and_leave_no_index_behind(
+    replicas: tuple[RedisStore, RedisStore],
+) -> None:
+    store, _ = replicas
+    opened = new_incident("i1")
+    step = step_timer(opened, 120.0)
+    await store.open_incident(opened, [step])
+    raw = aioredis.from_url(require_redis(), decode_responses=True)
+    try:
+        stored = json.loads(await raw.hget(f"{store.prefix}incident", "i1"))
+        timer = json.loads(await raw.hget(f"{store.prefix}timer", step.id))
+        assert await store.cancel_timers(step.group) == 1
+        await store.finish_timer("unknown")
+        leftovers = [
+            await raw.exists(f"{store.prefix}{name}")
+            for name in ("timer", "timer_due", "timer_key", "timer_group")
+        ]
+    finally:
+        await raw.aclose()
+    assert stored["id"] == "i1"
+    assert stored["state"] == "open"
+    assert timer["due_at"] == 120.0
+    assert timer["data"] == {"incident": "i1", "epoch": 1}
+    assert leftovers == [0, 0, 0, 0]
 
 
 async def test_jobs_are_json_and_log_entries_are_collected_by_ttl(

@@ -21,11 +21,19 @@ import pytest
 
 from notifier.store import sqlite as sqlite_module
 from notifier.store.base import StoreUnavailable, ThreadRef
-from notifier.store.sqlite import SQLiteStore, _claimable
+from notifier.store.sqlite import _CLAIMABLE_TIMERS, SQLiteStore, _claimable
 from notifier.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, Synchronous, connect_writer
 from notifier.store.sqlite_threads import GroupCommitWriter
 from tests.binaries import require_binary
-from tests.store_contract import planned, record
+from tests.store_contract import (
+    assert_one_change_wins,
+    new_incident,
+    planned,
+    record,
+    step_timer,
+    timer,
+    timer_ids,
+)
 
 
 @pytest.fixture
@@ -66,6 +74,37 @@ async def test_claim_uses_the_due_index(store: SQLiteStore, skipping: int) -> No
     assert not any("TEMP B-TREE" in detail for detail in details), plan  # ordered by the index
 
 
+async def test_claim_timers_uses_the_due_index(store: SQLiteStore) -> None:
+    plan = query(store.path, "EXPLAIN QUERY PLAN " + _CLAIMABLE_TIMERS.replace("?", "1"))
+    details = [str(row[-1]) for row in plan]
+    assert any("USING INDEX timers_due" in detail for detail in details), plan
+    assert not any("TEMP B-TREE" in detail for detail in details), plan
+
+
+async def test_one_open_incident_per_group_is_kept_by_the_schema(store: SQLiteStore) -> None:
+    await store.open_incident(new_incident("i1"), [])
+    conn = sqlite3.connect(store.path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(
+                "INSERT INTO incidents VALUES ('i2', 'critical', 'group-1', '9', 1, 1, 0.0, '{}')"
+            )
+    finally:
+        conn.close()
+
+
+async def test_two_stores_on_one_file_change_an_incident_once(tmp_path: Path) -> None:
+    path = tmp_path / "notifier.db"
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    await first.open()
+    await second.open()
+    try:
+        await assert_one_change_wins(first, second)
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "notifier.db"
     first = SQLiteStore(path)
@@ -75,6 +114,11 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
     await first.release("queued", not_before=150.0)
     await first.dead_letter(record("dead", at=101.0, outcome="dead", reason="auth"))
     await first.put_thread("group", ThreadRef("C1", "1.5"), ttl=3600.0, now=100.0)
+    incident = new_incident("i1")
+    await first.open_incident(incident, [step_timer(incident, 120.0)])
+    await first.schedule_timers([timer("leased", 100.0), timer("waiting", 130.0)])
+    await first.claim_timers(limit=1, lease=30.0, now=100.0)
+    assert await first.remember_once("SM1", 3600.0, now=100.0)
     await first.close()
 
     second = SQLiteStore(path)
@@ -87,6 +131,12 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         assert (letter.id, letter.reason, letter.attempts) == ("dead", "auth", 1)
         assert [r.job_id for r in await second.deliveries()] == ["dead"]
         assert await second.get_thread("group") == ThreadRef("C1", "1.5")
+        assert await second.open_incident_by_code("1111") == incident
+        assert await second.next_timer_at() == 120.0
+        claimed = await second.claim_timers(limit=5, lease=30.0, now=130.0)
+        assert timer_ids(claimed) == ["i1:step@1", "leased", "waiting"]
+        assert claimed[0] == step_timer(incident, 120.0)
+        assert not await second.remember_once("SM1", 3600.0, now=110.0)
     finally:
         await second.close()
 

@@ -21,6 +21,12 @@ rule as ``notifier.dedup.needs_update``. Slack thread refs rely on the Redis TTL
 since ``get_thread`` has no clock; so do told recipients (a set per job). Dedup marks of
 older versions (``dedup:*``) are no longer read and expire by their TTL.
 
+Timers and incidents follow the same pattern (their keys are described in
+``redis_scripts``): a timer is claimed from a sorted set scored by its due time or lease
+end, and ``change_incident`` is one script that compares the epoch and then writes the
+incident, cancels and schedules its timers and enqueues its jobs. ``remember_once`` is
+``SET NX PX``, so like thread refs it expires by the Redis clock.
+
 ``wait_for_work`` listens on a pub/sub channel the enqueue and replay scripts publish
 to, so another replica's enqueue wakes this replica's dispatcher at once.
 
@@ -51,6 +57,8 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from notifier.dedup import PlannedJob
+from notifier.incidents.machine import Incident
+from notifier.incidents.records import incident_from_json, incident_to_json
 from notifier.notification import Notification
 from notifier.store import redis_scripts as lua
 from notifier.store.base import (
@@ -61,9 +69,12 @@ from notifier.store.base import (
     QueueStats,
     StoreUnavailable,
     ThreadRef,
+    Timer,
+    incident_timer_group,
 )
 from notifier.store.recent import RecentNotifications
 from notifier.store.redis_batch import ScriptBatcher
+from notifier.store.timer_records import timer_from_json, timer_to_json
 
 # Errors that mean "Redis cannot serve us now", as opposed to a bug in a command.
 _UNAVAILABLE = (
@@ -156,6 +167,15 @@ class RedisStore:
         self._replay = self._bind(lua.REPLAY)
         self._purge = self._bind(lua.PURGE)
         self._dead_letters = self._bind(lua.DEAD_LETTERS)
+        self._schedule_timers = self._bind(lua.SCHEDULE_TIMERS)
+        self._cancel_timers = self._bind(lua.CANCEL_TIMERS)
+        self._finish_timer = self._bind(lua.FINISH_TIMER)
+        self._claim_timers = self._bind(lua.CLAIM_TIMERS)
+        self._open_incident = self._bind(lua.OPEN_INCIDENT)
+        self._change_incident = self._bind(lua.CHANGE_INCIDENT)
+        self._open_incident_for = self._bind(lua.OPEN_INCIDENT_FOR)
+        self._open_incident_by_code = self._bind(lua.OPEN_INCIDENT_BY_CODE)
+        self._list_incidents = self._bind(lua.LIST_INCIDENTS)
         self._batch = ScriptBatcher(self._client)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._wait_lock = asyncio.Lock()
@@ -392,6 +412,96 @@ class RedisStore:
                 pipe.pexpire(name, max(1, math.ceil(ttl * 1000)))
                 await pipe.execute()
 
+    async def schedule_timers(self, timers: Sequence[Timer]) -> None:
+        if timers:
+            await self._call(self._schedule_timers, _timer_args(timers))
+
+    async def cancel_timers(self, group: str) -> int:
+        return int(await self._call(self._cancel_timers, [group]))
+
+    async def claim_timers(self, limit: int, lease: float, now: float) -> list[Timer]:
+        found = await self._call(self._claim_timers, [_num(now), _num(now + lease), limit])
+        return [timer_from_json(text) for text in found]
+
+    async def finish_timer(self, timer_id: str) -> None:
+        await self._call(self._finish_timer, [timer_id])
+
+    async def next_timer_at(self) -> float | None:
+        with self._unavailable():
+            first = await self._client.zrange(self._key("timer_due"), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def open_incident(self, incident: Incident, timers: Sequence[Timer]) -> Incident | None:
+        args = [
+            incident.id,
+            _group_field(incident.route, incident.group_key),
+            incident.ack_code,
+            _num(incident.opened_at),
+            str(incident.epoch),
+            incident_to_json(incident),
+            *_timer_args(timers),
+        ]
+        answer = await self._call(self._open_incident, args)
+        if answer[0] == "existing":
+            return incident_from_json(answer[1])
+        return incident if answer[0] == "opened" else None
+
+    async def change_incident(
+        self,
+        incident: Incident,
+        expected_epoch: int,
+        *,
+        cancel_timers: bool,
+        timers: Sequence[Timer],
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        args: list[Any] = [
+            incident.id,
+            str(expected_epoch),
+            str(incident.epoch),
+            incident_to_json(incident),
+            "1" if incident.is_open else "0",
+            _group_field(incident.route, incident.group_key),
+            incident.ack_code,
+            _num(incident.opened_at),
+            incident_timer_group(incident.id) if cancel_timers else "",
+            _num(now),
+            self._wake_channel,
+            len(timers),
+            *_timer_args(timers),
+        ]
+        for notification in notifications:
+            args += [notification.job_id, notification.channel, notification.model_dump_json()]
+        changed = int(await self._call(self._change_incident, args)) == 1
+        if changed:
+            self._recent.remember(notifications)
+        return changed
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        with self._unavailable():
+            text = await self._client.hget(self._key("incident"), incident_id)
+        return None if text is None else incident_from_json(text)
+
+    async def open_incident_for(self, route: str, group_key: str) -> Incident | None:
+        text = await self._call(self._open_incident_for, [_group_field(route, group_key)])
+        return None if text is None else incident_from_json(text)
+
+    async def open_incident_by_code(self, ack_code: str) -> Incident | None:
+        text = await self._call(self._open_incident_by_code, [ack_code])
+        return None if text is None else incident_from_json(text)
+
+    async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+        found = await self._call(self._list_incidents, [limit, "1" if open_only else "0"])
+        return [incident_from_json(text) for text in found]
+
+    async def remember_once(self, key: str, ttl: float, now: float) -> bool:
+        with self._unavailable():
+            stored = await self._client.set(
+                self._key(f"seen:{key}"), "1", nx=True, px=max(1, math.ceil(ttl * 1000))
+            )
+        return bool(stored)
+
     async def delete_all_keys(self) -> int:
         """Delete every key under this store's prefix (tests and benchmarks clean up with it)."""
         deleted = 0
@@ -413,6 +523,19 @@ class RedisStore:
             json.dumps(asdict(record), separators=(",", ":")),
             self._log_size,
         ]
+
+
+def _group_field(route: str, group_key: str) -> str:
+    """The field that indexes an open incident by its route and group."""
+    return f"{route}\x00{group_key}"
+
+
+def _timer_args(timers: Sequence[Timer]) -> list[str]:
+    """Each timer as the timer scripts' ``schedule`` reads it."""
+    args: list[str] = []
+    for timer in timers:
+        args += [timer.id, timer.key, timer.group, _num(timer.due_at), timer_to_json(timer)]
+    return args
 
 
 def _rows(flat: list[Any], width: int) -> Iterator[tuple[Any, ...]]:

@@ -314,3 +314,203 @@ end
 return out
 """,
 )
+
+# Timers: ``timer`` (hash id -> the timer's JSON), ``timer_due`` (zset id -> when it may
+# be claimed: its due time, or while leased the end of its lease), ``timer_key`` (hash
+# key -> the id scheduled under it) and ``timer_group`` (zset of ``group .. "\0" .. id``,
+# all scored 0, so a group's members are one lexical range). Every timer script takes
+# these four as KEYS[1..4].
+_TIMER_KEYS = ("timer", "timer_due", "timer_key", "timer_group")
+_TIMERS = """
+local function drop_timer(id)
+    local stored = redis.call('HGET', KEYS[1], id)
+    if not stored then
+        return 0
+    end
+    local timer = cjson.decode(stored)
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    if redis.call('HGET', KEYS[3], timer.key) == id then
+        redis.call('HDEL', KEYS[3], timer.key)
+    end
+    redis.call('ZREM', KEYS[4], timer.group .. '\\0' .. id)
+    return 1
+end
+
+-- ARGV[first..last]: id, key, group, due_at, JSON per timer; a key's old timer goes.
+local function schedule(first, last)
+    for i = first, last, 5 do
+        local id, key = ARGV[i], ARGV[i + 1]
+        local replaced = redis.call('HGET', KEYS[3], key)
+        if replaced then
+            drop_timer(replaced)
+        end
+        drop_timer(id)
+        redis.call('HSET', KEYS[1], id, ARGV[i + 4])
+        redis.call('ZADD', KEYS[2], ARGV[i + 3], id)
+        redis.call('HSET', KEYS[3], key, id)
+        redis.call('ZADD', KEYS[4], 0, ARGV[i + 2] .. '\\0' .. id)
+    end
+end
+
+local function cancel(group)
+    local members = redis.call('ZRANGEBYLEX', KEYS[4], '[' .. group .. '\\0', '(' .. group .. '\\1')
+    local cancelled = 0
+    for _, member in ipairs(members) do
+        cancelled = cancelled + drop_timer(string.sub(member, #group + 2))
+        redis.call('ZREM', KEYS[4], member)
+    end
+    return cancelled
+end
+"""
+
+# ARGV: the timers (5 each, see ``schedule``).
+SCHEDULE_TIMERS = Lua(_TIMER_KEYS, _TIMERS + "schedule(1, #ARGV)\n")
+
+# ARGV: group. Returns how many timers were removed.
+CANCEL_TIMERS = Lua(_TIMER_KEYS, _TIMERS + "return cancel(ARGV[1])\n")
+
+# ARGV: id.
+FINISH_TIMER = Lua(_TIMER_KEYS, _TIMERS + "drop_timer(ARGV[1])\n")
+
+# ARGV: now, lease_until, limit. Returns the JSON of each timer leased, earliest first.
+CLAIM_TIMERS = Lua(
+    _TIMER_KEYS,
+    """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+    redis.call('ZADD', KEYS[2], ARGV[2], id)
+    out[#out + 1] = redis.call('HGET', KEYS[1], id)
+end
+return out
+""",
+)
+
+# Incidents: ``incident`` (hash id -> JSON), ``incident_epoch`` (hash id -> epoch, what a
+# change compares), ``incident_group`` (hash route .. "\0" .. group -> id) and
+# ``incident_code`` (hash ack code -> id), both of open incidents only, and
+# ``incidents_open`` / ``incidents_closed`` (zsets id -> opened_at) for listing. The
+# incident scripts take them as KEYS[5..10], after the timer keys.
+_INCIDENT_KEYS = (
+    "incident",
+    "incident_epoch",
+    "incident_group",
+    "incident_code",
+    "incidents_open",
+    "incidents_closed",
+)
+
+# ARGV: id, route .. "\0" .. group, ack code, opened_at, epoch, JSON, then its timers.
+# Returns {'opened'}, {'existing', the open incident's JSON} or {'code_taken'}.
+OPEN_INCIDENT = Lua(
+    _TIMER_KEYS + _INCIDENT_KEYS,
+    _TIMERS
+    + """
+local id = ARGV[1]
+local existing = redis.call('HGET', KEYS[7], ARGV[2])
+if existing then
+    return {'existing', redis.call('HGET', KEYS[5], existing)}
+end
+if redis.call('HEXISTS', KEYS[8], ARGV[3]) == 1 then
+    return {'code_taken'}
+end
+redis.call('HSET', KEYS[5], id, ARGV[6])
+redis.call('HSET', KEYS[6], id, ARGV[5])
+redis.call('HSET', KEYS[7], ARGV[2], id)
+redis.call('HSET', KEYS[8], ARGV[3], id)
+redis.call('ZADD', KEYS[9], ARGV[4], id)
+redis.call('ZREM', KEYS[10], id)
+schedule(7, #ARGV)
+return {'opened'}
+""",
+)
+
+# KEYS: the timer and incident keys, then the queue's ``due``, ``payload``, ``attempts``,
+# ``enqueued``, ``channel`` (as ``ENQUEUE`` stores a job).
+# ARGV: id, expected epoch, new epoch, JSON, '1' if open else '0', route .. "\0" .. group,
+# ack code, opened_at, the timer group to cancel ('' for none), now, wake channel, how
+# many timers, the timers (5 each), then per job: id, channel, payload.
+# Returns 1 when written, 0 (changing nothing) when the stored epoch is not the expected.
+CHANGE_INCIDENT = Lua(
+    (*_TIMER_KEYS, *_INCIDENT_KEYS, "due", "payload", "attempts", "enqueued", "channel"),
+    _TIMERS
+    + """
+local id = ARGV[1]
+if redis.call('HGET', KEYS[6], id) ~= ARGV[2] then
+    return 0
+end
+redis.call('HSET', KEYS[5], id, ARGV[4])
+redis.call('HSET', KEYS[6], id, ARGV[3])
+if ARGV[5] == '1' then
+    redis.call('HSET', KEYS[7], ARGV[6], id)
+    redis.call('HSET', KEYS[8], ARGV[7], id)
+    redis.call('ZADD', KEYS[9], ARGV[8], id)
+    redis.call('ZREM', KEYS[10], id)
+else
+    if redis.call('HGET', KEYS[7], ARGV[6]) == id then
+        redis.call('HDEL', KEYS[7], ARGV[6])
+    end
+    if redis.call('HGET', KEYS[8], ARGV[7]) == id then
+        redis.call('HDEL', KEYS[8], ARGV[7])
+    end
+    redis.call('ZREM', KEYS[9], id)
+    redis.call('ZADD', KEYS[10], ARGV[8], id)
+end
+if ARGV[9] ~= '' then
+    cancel(ARGV[9])
+end
+local jobs_at = 13 + tonumber(ARGV[12]) * 5
+schedule(13, jobs_at - 1)
+local enqueued = 0
+for i = jobs_at, #ARGV, 3 do
+    local job = ARGV[i]
+    if redis.call('HSETNX', KEYS[12], job, ARGV[i + 2]) == 1 then
+        redis.call('HSET', KEYS[13], job, 0)
+        redis.call('HSET', KEYS[14], job, ARGV[10])
+        redis.call('HSET', KEYS[15], job, ARGV[i + 1])
+        redis.call('ZADD', KEYS[11], ARGV[10], job)
+        enqueued = enqueued + 1
+    end
+end
+if enqueued > 0 then
+    redis.call('PUBLISH', ARGV[11], '1')
+end
+return 1
+""",
+)
+
+# KEYS: an index (hash -> id), ``incident``. ARGV: the index field.
+# Returns the JSON of the incident the index names, or nil.
+_INCIDENT_BY_INDEX = """
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then
+    return redis.call('HGET', KEYS[2], id)
+end
+return false
+"""
+OPEN_INCIDENT_FOR = Lua(("incident_group", "incident"), _INCIDENT_BY_INDEX)
+OPEN_INCIDENT_BY_CODE = Lua(("incident_code", "incident"), _INCIDENT_BY_INDEX)
+
+# ARGV: limit, '1' for open incidents only. Returns their JSON: open ones first, newest
+# opened first within each.
+LIST_INCIDENTS = Lua(
+    ("incident", "incidents_open", "incidents_closed"),
+    """
+local limit = tonumber(ARGV[1])
+if limit <= 0 then
+    return {}
+end
+local ids = redis.call('ZREVRANGE', KEYS[2], 0, limit - 1)
+if ARGV[2] ~= '1' and #ids < limit then
+    for _, id in ipairs(redis.call('ZREVRANGE', KEYS[3], 0, limit - #ids - 1)) do
+        ids[#ids + 1] = id
+    end
+end
+local out = {}
+for _, id in ipairs(ids) do
+    out[#out + 1] = redis.call('HGET', KEYS[1], id)
+end
+return out
+""",
+)

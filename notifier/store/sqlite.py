@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from notifier.dedup import LogEntry, PlannedJob
+from notifier.incidents.machine import Incident
+from notifier.incidents.records import incident_from_json, incident_to_json
 from notifier.notification import Notification
 from notifier.store.base import (
     ClaimedJob,
@@ -35,10 +37,13 @@ from notifier.store.base import (
     EnqueueResult,
     QueueStats,
     ThreadRef,
+    Timer,
+    incident_timer_group,
 )
 from notifier.store.recent import RecentNotifications
 from notifier.store.sqlite_schema import Synchronous, connect_reader, connect_writer
 from notifier.store.sqlite_threads import GroupCommitWriter, Reader
+from notifier.store.timer_records import timer_data_to_json
 
 # A job may be claimed when this is <= now: its not_before, or its lease's end.
 _DUE = "coalesce(lease_until, not_before)"
@@ -98,6 +103,27 @@ _DELIVERY_COLUMNS = (
     " severity, status, alerts"
 )
 _DEAD_COLUMNS = "id, channel, reason, error, attempts, first_attempt_at, last_attempt_at, payload"
+
+# A timer may be claimed when this is <= now (``timers_due`` indexes it).
+_TIMER_DUE = "coalesce(lease_until, due_at)"
+_SCHEDULE_TIMER = """
+    INSERT INTO timers (id, key, grp, kind, due_at, lease_until, data)
+    VALUES (?, ?, ?, ?, ?, NULL, ?)
+    ON CONFLICT (key) DO UPDATE SET id = excluded.id, grp = excluded.grp,
+        kind = excluded.kind, due_at = excluded.due_at, lease_until = NULL, data = excluded.data
+"""
+_CLAIMABLE_TIMERS = f"""
+    SELECT id, key, grp, kind, due_at, data FROM timers WHERE {_TIMER_DUE} <= ?
+    ORDER BY {_TIMER_DUE}, id LIMIT ?
+"""
+_INCIDENT_COLUMNS = "route, group_key, ack_code, is_open, epoch, opened_at, body"
+_OPEN_FOR = "SELECT body FROM incidents WHERE route = ? AND group_key = ? AND is_open"
+_OPEN_BY_CODE = "SELECT body FROM incidents WHERE ack_code = ? AND is_open"
+_CHANGE_INCIDENT = """
+    UPDATE incidents SET route = ?, group_key = ?, ack_code = ?, is_open = ?, epoch = ?,
+        opened_at = ?, body = ?
+    WHERE id = ? AND epoch = ?
+"""
 
 
 class SQLiteStore:
@@ -252,6 +278,102 @@ class SQLiteStore:
 
     async def add_told_recipient(self, job_id: str, recipient: str, ttl: float, now: float) -> None:
         await self._writer.run(partial(_add_told, job_id, recipient, now + ttl, now))
+
+    async def schedule_timers(self, timers: Sequence[Timer]) -> None:
+        if timers:
+            await self._writer.run(partial(_schedule_timers, _timer_rows(timers)))
+
+    async def cancel_timers(self, group: str) -> int:
+        return await self._writer.run(
+            partial(_execute, "DELETE FROM timers WHERE grp = ?", (group,))
+        )
+
+    async def claim_timers(self, limit: int, lease: float, now: float) -> list[Timer]:
+        rows = await self._writer.run(partial(_claim_timers, limit, now + lease, now))
+        return [
+            Timer(timer_id, key, group, kind, due_at, json.loads(data))
+            for timer_id, key, group, kind, due_at, data in rows
+        ]
+
+    async def finish_timer(self, timer_id: str) -> None:
+        await self._writer.run(partial(_execute, "DELETE FROM timers WHERE id = ?", (timer_id,)))
+
+    async def next_timer_at(self) -> float | None:
+        sql = f"SELECT {_TIMER_DUE} FROM timers ORDER BY {_TIMER_DUE} LIMIT 1"
+        row = await self._reader.run(partial(_fetch_one, sql, ()))
+        return None if row is None else float(row[0])
+
+    async def open_incident(self, incident: Incident, timers: Sequence[Timer]) -> Incident | None:
+        opened, existing = await self._writer.run(
+            partial(_open_incident, incident.id, _incident_row(incident), _timer_rows(timers))
+        )
+        if existing is not None:
+            return incident_from_json(existing)
+        return incident if opened else None
+
+    async def change_incident(
+        self,
+        incident: Incident,
+        expected_epoch: int,
+        *,
+        cancel_timers: bool,
+        timers: Sequence[Timer],
+        notifications: Sequence[Notification],
+        now: float,
+    ) -> bool:
+        jobs = [(n.job_id, n.channel, n.model_dump_json(), now, now) for n in notifications]
+        changed = await self._writer.run(
+            partial(
+                _change_incident,
+                (*_incident_row(incident), incident.id, expected_epoch),
+                incident_timer_group(incident.id) if cancel_timers else None,
+                _timer_rows(timers),
+                jobs,
+            )
+        )
+        if changed:
+            self._recent.remember(notifications)
+        return changed
+
+    async def get_incident(self, incident_id: str) -> Incident | None:
+        sql = "SELECT body FROM incidents WHERE id = ?"
+        return await self._one_incident(sql, (incident_id,))
+
+    async def open_incident_for(self, route: str, group_key: str) -> Incident | None:
+        return await self._one_incident(_OPEN_FOR, (route, group_key))
+
+    async def open_incident_by_code(self, ack_code: str) -> Incident | None:
+        return await self._one_incident(_OPEN_BY_CODE, (ack_code,))
+
+    async def list_incidents(self, *, open_only: bool = False, limit: int = 100) -> list[Incident]:
+        where = "WHERE is_open" if open_only else ""
+        sql = f"SELECT body FROM incidents {where} ORDER BY is_open DESC, opened_at DESC LIMIT ?"
+        rows = await self._reader.run(partial(_fetch_all, sql, (limit,)))
+        return [incident_from_json(body) for (body,) in rows]
+
+    async def remember_once(self, key: str, ttl: float, now: float) -> bool:
+        return await self._writer.run(partial(_remember_once, key, now + ttl, now))
+
+    async def _one_incident(self, sql: str, params: Sequence[object]) -> Incident | None:
+        row = await self._reader.run(partial(_fetch_one, sql, params))
+        return None if row is None else incident_from_json(row[0])
+
+
+def _timer_rows(timers: Sequence[Timer]) -> list[tuple[str, str, str, str, float, str]]:
+    return [(t.id, t.key, t.group, t.kind, t.due_at, timer_data_to_json(t.data)) for t in timers]
+
+
+def _incident_row(incident: Incident) -> tuple[str, str, str, int, int, float, str]:
+    """The values of ``_INCIDENT_COLUMNS``."""
+    return (
+        incident.route,
+        incident.group_key,
+        incident.ack_code,
+        int(incident.is_open),
+        incident.epoch,
+        incident.opened_at,
+        incident_to_json(incident),
+    )
 
 
 # The functions below run on the store's threads, inside its transactions.
@@ -480,3 +602,71 @@ def _add_told(
         ON CONFLICT (job_id, recipient) DO UPDATE SET expires_at = excluded.expires_at""",
         (job_id, recipient, expires_at),
     )
+
+
+def _schedule_timers(rows: Sequence[tuple[object, ...]], conn: sqlite3.Connection) -> None:
+    conn.executemany(_SCHEDULE_TIMER, rows)
+
+
+def _claim_timers(
+    limit: int, lease_until: float, now: float, conn: sqlite3.Connection
+) -> list[tuple[Any, ...]]:
+    """Lease the earliest due timers (a range scan of ``timers_due``)."""
+    rows = conn.execute(_CLAIMABLE_TIMERS, (now, limit)).fetchall()
+    conn.executemany(
+        "UPDATE timers SET lease_until = ? WHERE id = ?", [(lease_until, row[0]) for row in rows]
+    )
+    return rows
+
+
+def _open_incident(
+    incident_id: str,
+    row: tuple[object, ...],
+    timers: Sequence[tuple[object, ...]],
+    conn: sqlite3.Connection,
+) -> tuple[bool, str | None]:
+    """(stored, the JSON of the open incident of the same group if there is one)."""
+    route, group_key, ack_code = row[:3]
+    existing = conn.execute(_OPEN_FOR, (route, group_key)).fetchone()
+    if existing is not None:
+        return False, existing[0]
+    if conn.execute(_OPEN_BY_CODE, (ack_code,)).fetchone() is not None:
+        return False, None
+    conn.execute(
+        f"INSERT INTO incidents (id, {_INCIDENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (incident_id, *row),
+    )
+    conn.executemany(_SCHEDULE_TIMER, timers)
+    return True, None
+
+
+def _change_incident(
+    row: tuple[object, ...],
+    cancel_group: str | None,
+    timers: Sequence[tuple[object, ...]],
+    jobs: Sequence[tuple[object, ...]],
+    conn: sqlite3.Connection,
+) -> bool:
+    """Compare-and-set on the epoch; only when it matched, the timers and jobs too."""
+    if conn.execute(_CHANGE_INCIDENT, row).rowcount == 0:
+        return False
+    if cancel_group is not None:
+        conn.execute("DELETE FROM timers WHERE grp = ?", (cancel_group,))
+    conn.executemany(_SCHEDULE_TIMER, timers)
+    conn.executemany(_INSERT_JOB, jobs)
+    return True
+
+
+def _remember_once(key: str, expires_at: float, now: float, conn: sqlite3.Connection) -> bool:
+    conn.execute(
+        f"""DELETE FROM seen WHERE key IN
+        (SELECT key FROM seen WHERE expires_at <= ? LIMIT {_SWEEP_BATCH})""",
+        (now,),
+    )
+    inserted = conn.execute(
+        """INSERT INTO seen (key, expires_at) VALUES (?, ?)
+        ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+        WHERE seen.expires_at <= ?""",
+        (key, expires_at, now),
+    )
+    return inserted.rowcount > 0

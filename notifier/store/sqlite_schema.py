@@ -21,6 +21,13 @@ Tables:
 - ``deliveries``: the delivery log, trimmed to the newest N rows by id.
 - ``threads``: Slack thread refs with their expiry.
 - ``told``: the recipients each job's message already reached, with their expiry.
+- ``timers``: scheduled wake-ups, one per ``key``; like a job, one may be claimed when
+  ``coalesce(lease_until, due_at) <= now``, which ``timers_due`` indexes (with the id
+  that breaks ties), so claiming and ``next_timer_at`` are index range scans.
+- ``incidents``: each incident's JSON (``notifier.incidents.records``) beside the
+  columns looked up by: partial unique indexes keep one open incident per (route,
+  group) and per ack code; ``epoch`` is what ``change_incident`` compares and sets.
+- ``seen``: the keys ``remember_once`` has seen, with their expiry.
 - ``meta``: a row ``ping`` rewrites to prove the file is writable.
 """
 
@@ -130,6 +137,44 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
         "CREATE INDEX notification_log_expiry ON notification_log (expires_at)",
+    ),
+    # Timers and incidents (DESIGN §8, §11).
+    (
+        """
+        CREATE TABLE timers (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            grp TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            due_at REAL NOT NULL,
+            lease_until REAL,
+            data TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX timers_due ON timers (coalesce(lease_until, due_at), id)",
+        "CREATE INDEX timers_group ON timers (grp)",
+        """
+        CREATE TABLE incidents (
+            id TEXT PRIMARY KEY,
+            route TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            ack_code TEXT NOT NULL,
+            is_open INTEGER NOT NULL CHECK (is_open IN (0, 1)),
+            epoch INTEGER NOT NULL,
+            opened_at REAL NOT NULL,
+            body TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE UNIQUE INDEX incidents_open_group ON incidents (route, group_key) WHERE is_open",
+        "CREATE UNIQUE INDEX incidents_open_code ON incidents (ack_code) WHERE is_open",
+        "CREATE INDEX incidents_listed ON incidents (is_open, opened_at)",
+        """
+        CREATE TABLE seen (
+            key TEXT PRIMARY KEY,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX seen_expiry ON seen (expires_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
