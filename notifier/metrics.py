@@ -178,6 +178,12 @@ class Metrics:
             ["policy", "step"],
             registry=r,
         )
+        self.incidents_reached_last_step = Counter(
+            "notifier_incidents_reached_last_step_total",
+            "Incidents that escalated to their policy's last step: nobody acknowledged sooner.",
+            ["policy"],
+            registry=r,
+        )
         self.incident_acknowledgements = Counter(
             "notifier_incident_acknowledgements_total",
             "Incidents acknowledged, by the path the acknowledgement came through.",
@@ -224,6 +230,7 @@ class Metrics:
         """Create the per-policy series at zero for ``(policy, number of steps)`` pairs."""
         for name, steps in policies:
             self.incident_time_to_ack.labels(name)
+            self.incidents_reached_last_step.labels(name)
             for step in range(1, steps + 1):
                 self.escalation_steps.labels(name, str(step))
 

@@ -349,8 +349,11 @@ class IncidentEngine:
                 now,
             )
             if outcome.changed and outcome.incident is not None:
-                step = str(index % max(1, len(self.policy(outcome.incident).steps)) + 1)
-                self._metrics.escalation_steps.labels(outcome.incident.policy, step).inc()
+                incident, policy = outcome.incident, self.policy(outcome.incident)
+                step = str(index % max(1, len(policy.steps)) + 1)
+                self._metrics.escalation_steps.labels(incident.policy, step).inc()
+                if index + 1 >= policy.total_steps:  # the page just sent was the last
+                    self._metrics.incidents_reached_last_step.labels(incident.policy).inc()
         elif what == "ack_timeout":
             await self._change(
                 incident_id,
