@@ -111,3 +111,17 @@ async def test_a_long_sms_page_is_trimmed_before_its_reply_line() -> None:
         await channels.aclose()
     assert body.endswith("Reply ACK 4821") and "..." in body
     assert segment_info(body).segments == 1
+
+
+async def test_a_webhook_page_carries_the_incident() -> None:
+    loaded = config_for_tests({"hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}}, [])
+    channels = await open_channels(loaded, Renderer(loaded.templates_dir), MemoryStore())
+    try:
+        hook = channels["hook"]
+        body = json.loads(hook.body(page("hook")))  # type: ignore[attr-defined]
+        plain = json.loads(hook.body(sample_notification(make_payload(), "hook")))  # type: ignore[attr-defined]
+    finally:
+        await channels.aclose()
+    assert body["notifier"]["kind"] == "page"
+    assert body["notifier"]["incident"]["ack_code"] == "4821"
+    assert set(plain["notifier"]) == {"channel", "route", "job_id"}
