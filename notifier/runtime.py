@@ -22,6 +22,7 @@ from notifier.config import ConfigError, LoadedConfig, load_config
 from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
 from notifier.incidents.engine import TIMER_OWNER, IncidentEngine
+from notifier.incidents.messages import sample_variants
 from notifier.metrics import Metrics
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
@@ -40,18 +41,21 @@ def template_problems(loaded: LoadedConfig, renderer: Renderer) -> list[str]:
     payload = sample_payload()
     for name, channel in loaded.config.channels.items():
         notification = sample_notification(payload, name)
-        context = template_context(notification, channel.type)
         for key in ("template", "text_template", "subject"):
             value = getattr(channel, key, None)
             if value is None:
                 continue
-            error = (
-                renderer.trial_render(None, value, context)
-                if key == "subject"
-                else renderer.trial_render(value, None, context)
-            )
-            if error is not None:
-                problems.append(f"channels.{name}.{key}: {error}")
+            # As an ordinary alert, then as an escalation page and an announcement (§8).
+            for as_what, variant in sample_variants(notification):
+                context = template_context(variant, channel.type)
+                error = (
+                    renderer.trial_render(None, value, context)
+                    if key == "subject"
+                    else renderer.trial_render(value, None, context)
+                )
+                if error is not None:
+                    problems.append(f"channels.{name}.{key}: {error}{as_what}")
+                    break
     return problems
 
 

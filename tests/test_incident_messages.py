@@ -4,12 +4,15 @@ which incident, which step of how many, who else was paged, how to acknowledge."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from notifier.channels.registry import open_channels
 from notifier.channels.sms_segments import segment_info
+from notifier.cli import cli
 from notifier.notification import IncidentContext, Notification
 from notifier.runtime import sample_notification
 from notifier.store.memory import MemoryStore
@@ -125,3 +128,32 @@ async def test_a_webhook_page_carries_the_incident() -> None:
     assert body["notifier"]["kind"] == "page"
     assert body["notifier"]["incident"]["ack_code"] == "4821"
     assert set(plain["notifier"]) == {"channel", "route", "job_id"}
+
+
+def test_check_config_renders_templates_as_pages_too_and_lists_the_policies(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "page.txt").write_text(
+        "{{ common_labels.alertname }}{% if incident %} {{ incident.no_such_field }}{% endif %}"
+    )
+    config = tmp_path / "notifier.yaml"
+    config.write_text(
+        f"""
+storage: {{url: "memory://"}}
+templates_dir: "{tmp_path}"
+channels:
+  pager: {{type: log, template: page.txt}}
+escalation_policies:
+  oncall: {{steps: [{{after: 0s, channels: [pager]}}]}}
+routes:
+  - {{name: critical, escalation: oncall}}
+"""
+    )
+    result = CliRunner().invoke(cli, ["check-config", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "channels.pager.template: UndefinedError" in result.output
+    assert "(as an escalation page)" in result.output
+    (tmp_path / "page.txt").write_text("{{ common_labels.alertname }}")
+    result = CliRunner().invoke(cli, ["check-config", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "oncall: +0s pager (routes: critical)" in result.output

@@ -17,6 +17,7 @@ from notifier import __version__
 from notifier.channels.webhook import safe_url as redact_url
 from notifier.cli.common import config_option, fail, load_or_exit, parse_pairs
 from notifier.config import ConfigError, check_listen
+from notifier.durations import format_duration
 from notifier.routing import route_labels
 
 
@@ -76,6 +77,14 @@ def check_config(config_path: Path) -> None:
         flow = " [continue]" if route.continue_matching else ""
         click.echo(f"  {route.name}: {matchers} -> {', '.join(route.channels)}{flow}")
     click.echo(f"default_channels: {', '.join(config.default_channels) or '(none)'}")
+    if config.escalation_policies:
+        click.echo("escalation_policies:")
+    for name, policy in config.escalation_policies.items():
+        steps = "; ".join(
+            f"+{format_duration(s.after)} {', '.join(s.channels)}" for s in policy.steps
+        )
+        users = [r.name for r in config.routes if r.escalation == name]
+        click.echo(f"  {name}: {steps} (routes: {', '.join(users) or 'none'})")
 
 
 @cli.group()

@@ -15,6 +15,44 @@ from notifier.notification import IncidentContext, Notification, NotificationKin
 from notifier.payload import Status
 
 
+def sample_variants(notification: Notification) -> list[tuple[str, Notification]]:
+    """``notification`` as an alert, a page and an announcement, for trial renders; each
+    with the words that say which it was ("" for the alert)."""
+    context = IncidentContext(
+        id="a1b2c3d4e5f6",
+        state="open",
+        policy="sample",
+        step=2,
+        steps=3,
+        opened_at=notification.received_at,
+        ack_code="4821",
+        paged_channels=("sample-slack", notification.channel),
+        others_paged=("sample-slack",),
+        ack_url="/api/v1/incidents/a1b2c3d4e5f6/ack",
+        ack_command="notifier incidents ack a1b2c3d4e5f6 --by NAME",
+    )
+    told = context.model_copy(
+        update={
+            "state": "acknowledged",
+            "announcement": "acknowledged",
+            "by": "kim",
+            "acknowledged_by": "kim",
+            "acknowledged_at": notification.received_at,
+        }
+    )
+    return [
+        ("", notification),
+        (
+            " (as an escalation page)",
+            notification.model_copy(update={"kind": "page", "incident": context}),
+        ),
+        (
+            " (as an announcement)",
+            notification.model_copy(update={"kind": "announcement", "incident": told}),
+        ),
+    ]
+
+
 def group_notification(incident: Incident) -> Notification:
     """The group as the incident last heard it (a notification for no channel yet)."""
     return Notification.model_validate_json(incident.group_state)
