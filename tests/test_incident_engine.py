@@ -227,8 +227,11 @@ async def test_silence_pauses_the_steps_until_it_ends(h: Harness) -> None:
     await h.timers.run_due()
     await h.sent()
     outcome = await h.engine.silence((await h.incident()).id, "lee", 3600, "api")
-    assert outcome.changed
-    assert channels(await h.sent()) == [("pager-slack", "announcement", "silenced")]
+    assert outcome.changed and outcome.incident is not None
+    assert outcome.incident.timeline[-1].detail.startswith("by lee via api until")
+    told = await h.sent()
+    assert channels(told) == [("pager-slack", "announcement", "silenced")]
+    assert told[0].incident is not None and told[0].incident.by == "lee"
     h.clock.advance(600)
     assert await h.timers.run_due() == 0  # step 2 was due, but it is silenced
     h.clock.advance(3000)

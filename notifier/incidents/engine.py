@@ -194,7 +194,7 @@ class IncidentEngine:
             incident_id,
             by,
             lambda _policy, incident: machine.silence(
-                incident, by=f"{by} via {path}", until=now + duration, now=now
+                incident, by=by, until=now + duration, now=now, path=path
             ),
             now,
         )
