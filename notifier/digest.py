@@ -60,9 +60,9 @@ def template_for(
 
 
 def foldable(notification: Notification) -> bool:
-    """An ordinary alert notification, or an earlier digest. Escalation pages never fold:
-    extend this line once ``Notification`` tells a page from an alert (``kind``)."""
-    return True
+    """An ordinary alert notification, or an earlier digest. Escalation pages and incident
+    announcements never fold: a person is waiting for exactly that message (DESIGN §10)."""
+    return notification.kind == "alert"
 
 
 def severity_rank(severity: str) -> int:
