@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import Channels, open_channels
+from notifier.channels.slack_buttons import ACKNOWLEDGE, SILENCE_1H
 from notifier.channels.slack_budget import (
     MAX_BLOCKS,
     MAX_TEXT,
@@ -26,6 +27,7 @@ from notifier.channels.slack_budget import (
     largest_fitting,
 )
 from notifier.config import LoadedConfig
+from notifier.incidents.messages import sample_variants
 from notifier.store.base import ThreadRef
 from notifier.store.memory import MemoryStore
 from notifier.store.sqlite import SQLiteStore
@@ -475,3 +477,29 @@ def test_cap_blocks_keeps_49_and_summarises() -> None:
     assert capped[:49] == blocks[:49]
     assert capped[-1]["elements"][0]["text"] == "+70 more alerts"
     assert cap_blocks(blocks[:50], hidden=3) == blocks[:50]
+
+
+@pytest.mark.parametrize(
+    ("signing_secret", "kind", "buttons"),
+    [("s3cret", "page", True), (None, "page", False), ("s3cret", "announcement", False)],
+)
+async def test_a_page_carries_the_incident_buttons_when_clicks_can_be_verified(
+    open_slack: Opener, signing_secret: str | None, kind: str, buttons: bool
+) -> None:
+    settings = {"signing_secret": signing_secret} if signing_secret else {}
+    loaded, channel, _ = await open_slack(token=TOKEN, channel="#alerts", **settings)
+    plain = notification(loaded, "slack", fixture("firing_single"))
+    variants = {n.kind: n for _, n in sample_variants(plain)}
+
+    message = json.loads(channel.preview(variants[kind]))
+
+    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+    if not buttons:
+        assert actions == []
+        return
+    (block,) = actions
+    assert message["blocks"][-1] == block  # after the template's blocks
+    assert [(e["action_id"], e["value"]) for e in block["elements"]] == [
+        (ACKNOWLEDGE, "a1b2c3d4e5f6"),
+        (SILENCE_1H, "a1b2c3d4e5f6"),
+    ]

@@ -5,8 +5,8 @@ under the group's thread key (``ThreadRefs``, so it survives a restart); when th
 resolves it updates that message (``chat.update``) and replies in its thread (a later
 firing notification of the group posts anew and becomes the message updated). An
 incident's pages keep a thread of their own; its announcements update the last page.
-Acknowledge buttons (a channel with ``signing_secret``) belong in ``message``, for
-notifications of kind ``page``: the template context's ``incident`` has what they need. With an
+A page gets Acknowledge and Silence 1h buttons (``slack_buttons``) when the channel has a
+``signing_secret``; their clicks come back to ``incidents.slack_inbound``. With an
 incoming webhook it only posts: a webhook returns no ``ts``. The template renders
 ``{"text", "blocks"}``; the alerts it sees are narrowed until the message fits Slack's
 budget (``slack_budget``). The SDK's retries are off (``retry_handlers=[]``).
@@ -46,6 +46,7 @@ from notifier.channels.classify import (
     parse_retry_after,
     redact,
 )
+from notifier.channels.slack_buttons import incident_buttons
 from notifier.channels.slack_budget import (
     MAX_BLOCKS,
     SlackMessage,
@@ -174,10 +175,24 @@ class SlackChannel:
         context = template_context(notification, self.type, alerts)
         text = self._renderer.render_file(self._config.template, context, FALLBACK_SLACK).text
         try:
-            return _parse_message(text)
+            message = _parse_message(text)
         except ValueError as exc:
             fallback = self._renderer.fall_back(self._config.template, exc, FALLBACK_SLACK, context)
-            return _parse_message(fallback.text)
+            message = _parse_message(fallback.text)
+        return self._with_buttons(notification, message)
+
+    def _with_buttons(self, notification: Notification, message: SlackMessage) -> SlackMessage:
+        """A page gets the Acknowledge buttons when this channel can verify their clicks
+        (``signing_secret``); inside the render, so the block budget counts them."""
+        page = notification.kind == "page" and notification.incident is not None
+        if not page or self._config.signing_secret is None or self._web is None:
+            return message
+        assert notification.incident is not None
+        blocks = message.get("blocks")
+        existing = blocks if isinstance(blocks, list) and blocks else []
+        if not existing:  # a text-only message: blocks would hide its text, so keep it in one
+            existing = [{"type": "section", "text": {"type": "mrkdwn", "text": message["text"]}}]
+        return {**message, "blocks": [*existing, incident_buttons(notification.incident.id)]}
 
     def preview(self, notification: Notification) -> str:
         message = self.message(notification)
