@@ -17,7 +17,6 @@ from aiohttp.test_utils import TestServer
 
 from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import Channels, open_channels
-from notifier.channels.slack_buttons import ACKNOWLEDGE, SILENCE_1H
 from notifier.channels.slack_budget import (
     MAX_BLOCKS,
     MAX_TEXT,
@@ -26,6 +25,7 @@ from notifier.channels.slack_budget import (
     clamp_texts,
     largest_fitting,
 )
+from notifier.channels.slack_buttons import ACKNOWLEDGE, SILENCE_1H
 from notifier.config import LoadedConfig
 from notifier.incidents.messages import sample_variants
 from notifier.store.base import ThreadRef

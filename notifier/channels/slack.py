@@ -46,7 +46,6 @@ from notifier.channels.classify import (
     parse_retry_after,
     redact,
 )
-from notifier.channels.slack_buttons import incident_buttons
 from notifier.channels.slack_budget import (
     MAX_BLOCKS,
     SlackMessage,
@@ -54,6 +53,7 @@ from notifier.channels.slack_budget import (
     clamp_texts,
     largest_fitting,
 )
+from notifier.channels.slack_buttons import incident_buttons
 from notifier.config import SlackChannel as SlackConfig
 from notifier.notification import Notification
 from notifier.payload import Alert
