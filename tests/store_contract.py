@@ -34,7 +34,13 @@ Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
   claimable at ``now``, ``oldest_due_age`` is ``now`` minus the earliest due time;
 - a Slack thread ref is kept at least ``ttl``; expired refs disappear once a later
   ``put_thread`` has swept them (SQLite, memory) or their Redis TTL ran out;
-- told recipients are kept per job id, each one once, at least ``ttl`` after the last add.
+- told recipients are kept per job id, each one once, at least ``ttl`` after the last add;
+- timers are claimed by due time (or lease end), ties by id; a replaced timer leaves its
+  key's and its group's indexes, so neither its late ``finish_timer`` nor cancelling its
+  old group touches the replacement; ``finish_timer`` removes an unclaimed timer too;
+- ``change_incident`` of an unknown incident answers False; a resolved incident leaves
+  the open indexes and is listed after the open ones; ``remember_once`` is tried with a
+  real clock, as Redis expires the key by its own.
 """
 
 from __future__ import annotations

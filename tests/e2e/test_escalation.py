@@ -40,7 +40,7 @@ from tests.stand_ins import EMAIL, SLACK, SMS, WEBHOOK, StandIns, stand_ins, wri
 
 pytestmark = pytest.mark.e2e
 
-STEP_2 = 2  # seconds after step 1
+STEP_2 = 4  # seconds after step 1: room for a loaded machine to act between the steps
 STEP_3 = 3  # seconds after step 2
 WAIT = 20.0  # a bound for a hang, not a speed
 
