@@ -400,3 +400,25 @@ async def test_hostile_twilio_requests_change_nothing(app_client: AppFactory) ->
         assert response.status == status, what
         assert "error" in await response.json(), what
     assert await incident(client) == before
+
+
+async def test_without_secrets_to_check_both_endpoints_refuse(app_client: AppFactory) -> None:
+    client = await app_client()  # log channels only, no public_url
+    body = click_body("U0KIM", "abc")
+    slack = await click(client, body, slack_headers(SIGNING_SECRET, body))
+    sms = await text_to(client, KIM_PHONE, "ACK 4821", "SM1")
+    assert slack.status == 403 and "signing_secret" in (await slack.json())["error"]
+    assert sms[0] == 403 and "public_url" in sms[1]
+
+
+@pytest.mark.parametrize("path", [slack_inbound.SLACK_PATH, sms_inbound.SMS_PATH])
+async def test_a_body_over_the_limit_is_refused_unread(app_client: AppFactory, path: str) -> None:
+    client = await app_client(
+        CONFIG.replace('  listen: "127.0.0.1:0"', '  listen: "127.0.0.1:0"\n  max_body_bytes: 1000')
+    )
+    response = await client.post(
+        path,
+        data=b"Body=" + b"x" * 2000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status == 413
