@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import Channels, open_channels
+from notifier.channels.slack import SlackChannel
 from notifier.channels.slack_budget import (
     MAX_BLOCKS,
     MAX_TEXT,
@@ -503,3 +504,20 @@ async def test_a_page_carries_the_incident_buttons_when_clicks_can_be_verified(
         (ACKNOWLEDGE, "a1b2c3d4e5f6"),
         (SILENCE_1H, "a1b2c3d4e5f6"),
     ]
+
+
+async def test_tell_user_posts_an_ephemeral_and_never_raises(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    _, channel, _ = await open_slack(**bot(server))
+    assert isinstance(channel, SlackChannel)
+
+    assert await channel.tell_user("C0ALERTS", "U0KIM", "You acknowledged it.", 2.0)
+    assert not await channel.tell_user("C0NOWHERE", "U0KIM", "lost", 2.0)
+    fake.script("chat.postEphemeral", Scripted(status=500, text="oops"))
+    assert not await channel.tell_user("C0ALERTS", "U0KIM", "lost", 2.0)
+
+    (shown, *_) = fake.calls("chat.postEphemeral")
+    assert (shown.body["channel"], shown.body["user"]) == ("C0ALERTS", "U0KIM")
+    assert shown.body["text"] == "You acknowledged it."

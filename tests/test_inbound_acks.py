@@ -154,7 +154,7 @@ def test_slack_click_parsing_refuses(body: bytes, problem: str) -> None:
 )
 def test_slack_click_parsing(action_id: str, action: str) -> None:
     click = slack_inbound.parse_click(click_body("U0KIM", "abc123", action_id))
-    assert click == slack_inbound.Click("U0KIM", action, "abc123")  # type: ignore[arg-type]
+    assert click == slack_inbound.Click("U0KIM", action, "abc123", "C0ALERTS")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -266,6 +266,28 @@ class SlackChannel:
             peer_ids=(ref.ts, str(reply["ts"])),
         )
 
+    async def tell_user(self, channel_id: str, user_id: str, text: str, within: float) -> bool:
+        """An ephemeral message only ``user_id`` sees in ``channel_id`` (the answer to a
+        button click); False when it could not be shown (logged, never raised)."""
+        if self._web is None:
+            return False
+        try:
+            async with asyncio.timeout(within):
+                await self._web.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+        except SlackApiError as exc:
+            what = error_for_api(exc, "chat.postEphemeral", self._clock()).message
+            log.warning(
+                "slack ephemeral answer failed", extra={"channel": self.name, "error": what}
+            )
+            return False
+        except (SlackRequestError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.warning(
+                "slack ephemeral answer failed",
+                extra={"channel": self.name, "error": type(exc).__name__},
+            )
+            return False
+        return True
+
     async def _thread(self, key: str) -> ThreadRef | None:
         try:
             return await self._threads.get_thread(key)

@@ -7,10 +7,11 @@ window against every Slack channel's ``signing_secret`` before the body is parse
 read, and only a click by a Slack user who is a configured responder changes anything.
 
 Slack shows any answer but 200 as an error to the person who clicked, so a click that is
-authentic but refused (not a responder, incident resolved) is a 200 with an ephemeral
-text; forged, stale, replayed or malformed requests get 401 / 400 and change nothing.
-The store work is one compare-and-set: the answer leaves well within Slack's 3 seconds,
-and the message itself is updated by the announcement the acknowledgement enqueues.
+authentic but refused (not a responder, incident resolved) is a 200, and the clicker is
+told why by an ephemeral message (``chat.postEphemeral``); forged, stale, replayed or
+malformed requests get 401 / 400 and change nothing. The store work is one
+compare-and-set and the ephemeral post is bounded, so the answer leaves within Slack's
+3 seconds; the message itself is updated by the announcement the acknowledgement enqueues.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk.signature import Clock, SignatureVerifier
 
+from notifier.channels.slack import SlackChannel as SlackSender
 from notifier.channels.slack_buttons import ACKNOWLEDGE, SILENCE_1H, SILENCE_SECONDS
 from notifier.config import Config, SlackChannel
 from notifier.incidents.engine import IncidentEngine, Outcome
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SLACK_PATH = "/api/v1/slack/interactions"
 REPLAY_TTL = 15 * 60.0  # longer than the window in which a signature is accepted
+EPHEMERAL_TIMEOUT = 1.0  # of Slack's 3 seconds for the whole answer
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
@@ -52,12 +55,13 @@ class _FixedClock(Clock):
         return self._now
 
 
-def signing_secrets(config: Config) -> list[str]:
-    return [
-        channel.signing_secret.get_secret_value()
-        for channel in config.channels.values()
+def signing_secrets(config: Config) -> dict[str, str]:
+    """The Slack channels that can verify clicks, by name, with their signing secrets."""
+    return {
+        name: channel.signing_secret.get_secret_value()
+        for name, channel in config.channels.items()
         if isinstance(channel, SlackChannel) and channel.signing_secret is not None
-    ]
+    }
 
 
 def verified(
@@ -87,6 +91,10 @@ class _Action(BaseModel):
     value: str = Field(default="", max_length=64)
 
 
+class _Channel(BaseModel):
+    id: str = Field(min_length=1, max_length=64)
+
+
 class _Interaction(BaseModel):
     """The fields of a ``block_actions`` payload used here; Slack sends many more."""
 
@@ -94,6 +102,7 @@ class _Interaction(BaseModel):
 
     type: Literal["block_actions"]
     user: _User
+    channel: _Channel | None = None
     actions: list[_Action] = Field(min_length=1, max_length=10)
 
 
@@ -102,6 +111,7 @@ class Click:
     user_id: str
     action: Literal["acknowledge", "silence"]
     incident_id: str
+    channel_id: str | None = None  # where the clicked message is
 
 
 def parse_click(body: bytes) -> Click:
@@ -124,11 +134,19 @@ def parse_click(body: bytes) -> Click:
     kind: Literal["acknowledge", "silence"] = (
         "acknowledge" if action.action_id == ACKNOWLEDGE else "silence"
     )
-    return Click(interaction.user.id, kind, action.value)
+    channel_id = interaction.channel.id if interaction.channel else None
+    return Click(interaction.user.id, kind, action.value, channel_id)
 
 
-def ephemeral(text: str) -> web.Response:
-    """Shown only to the person who clicked; the message itself stays as it is."""
+async def answer_click(
+    runtime: Runtime, channel_name: str, click: Click, text: str
+) -> web.Response:
+    """Tell the person who clicked, and only them: Slack ignores the body of the answer
+    to a block action, so the text also goes out as ``chat.postEphemeral`` through the
+    channel whose secret verified the click (bounded: Slack waits 3 seconds at most)."""
+    channel = runtime.channels.get(channel_name) if runtime.channels else None
+    if isinstance(channel, SlackSender) and click.channel_id:
+        await channel.tell_user(click.channel_id, click.user_id, text, EPHEMERAL_TIMEOUT)
     return web.json_response(
         {"response_type": "ephemeral", "replace_original": False, "text": text}
     )
@@ -164,7 +182,15 @@ def slack_interactions_handler(
         now = runtime.clock()
         timestamp = request.headers.get("X-Slack-Request-Timestamp")
         signature = request.headers.get("X-Slack-Signature")
-        if not verified(body, timestamp, signature, secrets, now):
+        channel_name = next(
+            (
+                name
+                for name, secret in secrets.items()
+                if verified(body, timestamp, signature, [secret], now)
+            ),
+            None,
+        )
+        if channel_name is None:
             log.warning(
                 "slack interaction refused: bad or stale signature",
                 extra={"remote": request.remote},
@@ -187,7 +213,9 @@ def slack_interactions_handler(
                 "slack click refused: not a responder",
                 extra={"slack_user": click.user_id, "incident": click.incident_id},
             )
-            return ephemeral("You are not a responder: nothing was changed.")
+            return await answer_click(
+                runtime, channel_name, click, "You are not a responder: nothing was changed."
+            )
         outcome = await _act(engine, click, responder.name)
         log.info(
             "slack click",
@@ -198,7 +226,9 @@ def slack_interactions_handler(
                 "changed": outcome.changed,
             },
         )
-        return ephemeral(outcome_text(click, responder.name, outcome))
+        return await answer_click(
+            runtime, channel_name, click, outcome_text(click, responder.name, outcome)
+        )
 
     return slack_interactions
 

@@ -104,6 +104,8 @@ async def test_a_slack_click_stops_the_escalation_and_everyone_hears_it(stack: S
 
     stranger = await click(stack.notifier.url, "U0MALLORY", incident_id)
     assert stranger[0] == 200 and "not a responder" in stranger[1]
+    (told,) = stack.local.slack.calls("chat.postEphemeral")  # what Slack shows the clicker
+    assert told.body["user"] == "U0MALLORY" and "not a responder" in told.body["text"]
     status, answer = await click(stack.notifier.url, KIM_SLACK, incident_id)
     assert status == 200 and "You acknowledged" in json.loads(answer)["text"]
 
