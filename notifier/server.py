@@ -36,6 +36,8 @@ from notifier.config import AuthConfig
 from notifier.health import StoreCheck
 from notifier.heartbeats.status import heartbeats_json
 from notifier.incidents.http import incident_routes
+from notifier.incidents.slack_inbound import SLACK_PATH, slack_interactions_handler
+from notifier.incidents.sms_inbound import SMS_PATH, sms_handler
 from notifier.payload import WebhookPayload
 from notifier.runtime import Runtime
 from notifier.store.base import DeadLetter, StoreUnavailable
@@ -52,8 +54,9 @@ LARGE_INGEST = web.AppKey("large_ingest", asyncio.Semaphore)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALERTS_PATH = "/api/v1/alerts"
-# Probes and scrapes need no credentials; every other route does.
-OPEN_PATHS = frozenset({"/-/healthy", "/-/ready", "/metrics"})
+# Probes and scrapes need no credentials; every other route does, but for Slack's and
+# Twilio's requests, which their handlers check by signature instead.
+OPEN_PATHS = frozenset({"/-/healthy", "/-/ready", "/metrics", SLACK_PATH, SMS_PATH})
 
 
 def json_error(status: int, error: str, details: list[Any] | None = None) -> web.Response:
@@ -409,6 +412,8 @@ def create_app(runtime: Runtime) -> web.Application:
         (web.get, "/api/v1/dead-letters", dead_letters),
         (web.delete, "/api/v1/dead-letters", purge_dead_letters),
         (web.post, "/api/v1/dead-letters/{id}/replay", replay_dead_letter),
+        (web.post, SLACK_PATH, slack_interactions_handler(lambda request: request.app[RUNTIME])),
+        (web.post, SMS_PATH, sms_handler(lambda request: request.app[RUNTIME])),
     ]
     app.add_routes(
         route(path, handler, expect_handler=continue_if_acceptable)

@@ -18,9 +18,12 @@ from aiohttp.test_utils import TestServer
 
 from notifier.channels.base import Channel, FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import Channels, open_channels
+from notifier.channels.slack import SlackChannel
 from notifier.channels.slack_budget import MAX_BLOCKS, MAX_TEXT
+from notifier.channels.slack_buttons import ACKNOWLEDGE, SILENCE_1H
 from notifier.config import LoadedConfig
 from notifier.digest import DigestFolder
+from notifier.incidents.messages import sample_variants
 from notifier.payload import GO_ZERO_TIME, WebhookPayload
 from notifier.store.base import ThreadRef
 from notifier.store.memory import MemoryStore
@@ -654,3 +657,46 @@ async def test_a_storm_digest_updates_its_one_message(
     assert message.text.startswith(":cyclone: Alert storm on slack: 2 groups firing")
     assert message.edits[0]["text"].startswith(":cyclone: Alert storm on slack: 1 group firing")
     assert "1 group firing" in post.body["text"]
+
+
+@pytest.mark.parametrize(
+    ("signing_secret", "kind", "buttons"),
+    [("s3cret", "page", True), (None, "page", False), ("s3cret", "announcement", False)],
+)
+async def test_a_page_carries_the_incident_buttons_when_clicks_can_be_verified(
+    open_slack: Opener, signing_secret: str | None, kind: str, buttons: bool
+) -> None:
+    settings = {"signing_secret": signing_secret} if signing_secret else {}
+    loaded, channel, _ = await open_slack(token=TOKEN, channel="#alerts", **settings)
+    plain = notification(loaded, "slack", fixture("firing_single"))
+    variants = {n.kind: n for _, n in sample_variants(plain)}
+
+    message = json.loads(channel.preview(variants[kind]))
+
+    actions = [b for b in message["blocks"] if b["type"] == "actions"]
+    if not buttons:
+        assert actions == []
+        return
+    (block,) = actions
+    assert message["blocks"][-1] == block  # after the template's blocks
+    assert [(e["action_id"], e["value"]) for e in block["elements"]] == [
+        (ACKNOWLEDGE, "a1b2c3d4e5f6"),
+        (SILENCE_1H, "a1b2c3d4e5f6"),
+    ]
+
+
+async def test_tell_user_posts_an_ephemeral_and_never_raises(
+    slack: tuple[FakeSlack, TestServer], open_slack: Opener
+) -> None:
+    fake, server = slack
+    _, channel, _ = await open_slack(**bot(server))
+    assert isinstance(channel, SlackChannel)
+
+    assert await channel.tell_user("C0ALERTS", "U0KIM", "You acknowledged it.", 2.0)
+    assert not await channel.tell_user("C0NOWHERE", "U0KIM", "lost", 2.0)
+    fake.script("chat.postEphemeral", Scripted(status=500, text="oops"))
+    assert not await channel.tell_user("C0ALERTS", "U0KIM", "lost", 2.0)
+
+    (shown, *_) = fake.calls("chat.postEphemeral")
+    assert (shown.body["channel"], shown.body["user"]) == ("C0ALERTS", "U0KIM")
+    assert shown.body["text"] == "You acknowledged it."

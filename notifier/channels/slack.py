@@ -5,8 +5,8 @@ under the group's thread key (``ThreadRefs``, so it survives a restart); when th
 resolves it updates that message (``chat.update``) and replies in its thread (a later
 firing notification of the group posts anew and becomes the message updated). An
 incident's pages keep a thread of their own; its announcements update the last page.
-Acknowledge buttons (a channel with ``signing_secret``) belong in ``message``, for
-notifications of kind ``page``: the template context's ``incident`` has what they need. With an
+A page gets Acknowledge and Silence 1h buttons (``slack_buttons``) when the channel has a
+``signing_secret``; their clicks come back to ``incidents.slack_inbound``. With an
 incoming webhook it only posts: a webhook returns no ``ts``. The template renders
 ``{"text", "blocks"}`` from payload strings escaped for mrkdwn (``slack_text``); the
 alerts it sees are narrowed until the message fits Slack's budget (``slack_budget``),
@@ -58,6 +58,7 @@ from notifier.channels.slack_budget import (
     largest_fitting,
     within_budget,
 )
+from notifier.channels.slack_buttons import incident_buttons
 from notifier.channels.slack_text import verbatim_by_default
 from notifier.config import SlackChannel as SlackConfig
 from notifier.digest import template_for
@@ -207,10 +208,24 @@ class SlackChannel:
         template = template_for(notification, self._config)
         rendered = self._renderer.render_file(template, context, FALLBACK_SLACK)
         try:
-            return _parse_message(rendered.text), rendered.fell_back
+            message, fell_back = _parse_message(rendered.text), rendered.fell_back
         except ValueError as exc:
             fallback = self._renderer.fall_back(template, exc, FALLBACK_SLACK, context)
-            return _parse_message(fallback.text), True
+            message, fell_back = _parse_message(fallback.text), True
+        return self._with_buttons(notification, message), fell_back
+
+    def _with_buttons(self, notification: Notification, message: SlackMessage) -> SlackMessage:
+        """A page gets the Acknowledge buttons when this channel can verify their clicks
+        (``signing_secret``); inside the render, so the block budget counts them."""
+        page = notification.kind == "page" and notification.incident is not None
+        if not page or self._config.signing_secret is None or self._web is None:
+            return message
+        assert notification.incident is not None
+        blocks = message.get("blocks")
+        existing = blocks if isinstance(blocks, list) and blocks else []
+        if not existing:  # a text-only message: blocks would hide its text, so keep it in one
+            existing = [{"type": "section", "text": {"type": "mrkdwn", "text": message["text"]}}]
+        return {**message, "blocks": [*existing, incident_buttons(notification.incident.id)]}
 
     def preview(self, notification: Notification) -> str:
         message = self.message(notification)
@@ -326,6 +341,28 @@ class SlackChannel:
                 raise
             return await self._post_new(web, notification, message)
         return Receipt(self.name, "updated the storm digest", peer_ids=(ref.ts,))
+
+    async def tell_user(self, channel_id: str, user_id: str, text: str, within: float) -> bool:
+        """An ephemeral message only ``user_id`` sees in ``channel_id`` (the answer to a
+        button click); False when it could not be shown (logged, never raised)."""
+        if self._web is None:
+            return False
+        try:
+            async with asyncio.timeout(within):
+                await self._web.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+        except SlackApiError as exc:
+            what = error_for_api(exc, "chat.postEphemeral", self._clock()).message
+            log.warning(
+                "slack ephemeral answer failed", extra={"channel": self.name, "error": what}
+            )
+            return False
+        except (SlackRequestError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.warning(
+                "slack ephemeral answer failed",
+                extra={"channel": self.name, "error": type(exc).__name__},
+            )
+            return False
+        return True
 
     async def _thread(self, key: str) -> ThreadRef | None:
         try:

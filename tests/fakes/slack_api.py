@@ -1,4 +1,5 @@
-"""A local Slack for tests: the Web API (``chat.postMessage``, ``chat.update``) and incoming
+"""A local Slack for tests: the Web API (``chat.postMessage``, ``chat.update``,
+``chat.postEphemeral``) and incoming
 webhooks, served by ``aiohttp.web`` so the real slack_sdk clients talk to it.
 
 Speaks Slack's wire protocol as the SDK sees it: JSON (or form) bodies, ``Authorization:
@@ -145,6 +146,10 @@ class FakeSlack:
             return self._post(call.body)
         if method == "chat.update":
             return self._update(call.body)
+        if method == "chat.postEphemeral":
+            if self._channel_id(str(call.body.get("channel", ""))) is None:
+                return _api_error("channel_not_found")
+            return web.json_response({"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"})
         return _api_error("unknown_method")
 
     def _limited(self, channel: str) -> web.Response | None:
