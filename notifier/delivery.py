@@ -109,7 +109,8 @@ class Lane:
         """``store`` gives the rate limit its bucket when it shares them across replicas."""
         self.channel = channel
         self.settings = settings
-        # Ids of the jobs handed to this lane whose send has not returned yet: the
+        # Ids of the jobs handed to this lane whose send has not returned yet (some may be
+        # waiting for their rate-limit slot): the
         # dispatcher adds each one it starts; ``Deliverer`` takes it out once the send is
         # over (the outcome write that follows does not count), the dispatcher at the latest
         # when the job's task ends.
@@ -194,12 +195,14 @@ class Deliverer:
         rng: random.Random,
         *,
         sleep: Sleep = asyncio.sleep,
+        slot_sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._rng = rng
         self._sleep = sleep  # between tries of a store write
+        self._slot_sleep = slot_sleep  # until a reserved rate-limit slot, on ``clock``'s time
 
     async def run(self, job: ClaimedJob, lane: Lane | None) -> None:
         if lane is None:
@@ -208,13 +211,36 @@ class Deliverer:
         now = self._clock()
         wait, reason = lane.breaker.allow(now), lane.last_reason
         if not wait and lane.limiter is not None:
-            wait, reason = await lane.limiter.acquire(now), FailureReason.RATE_LIMITED
-            if wait:
+            trial = lane.breaker.state == "half_open"  # this job is the circuit's trial
+            turn = await lane.limiter.acquire(now)
+            if not turn.reserved:
                 lane.breaker.abandon_trial()
+                wait, reason = turn.wait, FailureReason.RATE_LIMITED
+            elif turn.wait:
+                now, wait = await self._wait_for_slot(job, lane, turn.wait, trial=trial)
         if wait:
             await self._hold_back(job, lane, now, wait, reason)
             return
         await self._attempt(job, lane)
+
+    async def _wait_for_slot(
+        self, job: ClaimedJob, lane: Lane, wait: float, *, trial: bool
+    ) -> tuple[float, float]:
+        """Wait in place for the send slot the rate limit reserved (at most its reach away).
+
+        Handed back to the store instead, the job would come back a little late and the
+        slot would go unused. Returns the time after the wait, and how long the circuit
+        now says to stay away: one that opened meanwhile holds the job back all the same.
+        """
+        try:
+            await self._slot_sleep(wait)
+        except asyncio.CancelledError:
+            await self._hand_back(job)
+            raise
+        now = self._clock()
+        if trial or lane.breaker.state == "closed":
+            return now, 0.0
+        return now, lane.breaker.allow(now)
 
     async def put_back(self, job: ClaimedJob) -> None:
         """Hand a job back unattempted, due again in a moment: its lane had no room for it."""

@@ -63,9 +63,11 @@ class Dispatcher:
         lease: float | None = None,
         rng: random.Random | None = None,
         retry_sleep: Sleep = asyncio.sleep,
+        slot_sleep: Sleep = asyncio.sleep,
     ) -> None:
         """``retry_sleep`` pauses between tries of a failed claim or store write (tests
-        pass one that returns at once)."""
+        pass one that returns at once); ``slot_sleep`` waits for a send's rate-limit slot
+        (tests with a manual ``clock`` pass one that moves it)."""
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -74,7 +76,7 @@ class Dispatcher:
         if self._workers < 1 or self._lease <= 0:
             raise ValueError("workers must be at least 1 and lease positive")
         self._deliverer = Deliverer(
-            store, metrics, clock, rng or random.Random(), sleep=retry_sleep
+            store, metrics, clock, rng or random.Random(), sleep=retry_sleep, slot_sleep=slot_sleep
         )
         self._retry_sleep = retry_sleep
         self._lanes: dict[str, Lane] = {}

@@ -1,4 +1,4 @@
-"""Per-channel protection: a token-bucket rate limiter and a circuit breaker (DESIGN §4).
+"""Per-channel protection: a rate limiter (GCRA) and a circuit breaker (DESIGN §4).
 
 Both are pure state machines: every method takes the current time (unix seconds) as an
 argument, so they are driven by the dispatcher's injected clock and tested with tables.
@@ -9,6 +9,7 @@ the store or export metrics (the dispatcher reads ``state`` and ``utilisation``)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 CircuitState = Literal["closed", "open", "half_open"]
@@ -16,54 +17,74 @@ CircuitState = Literal["closed", "open", "half_open"]
 # Token arithmetic in floats drifts (3 tokens/s refilled over 1/3 s is 0.9999...).
 _EPSILON = 1e-9
 _WINDOW = 60  # seconds of history behind ``utilisation``
+# How far ahead a rate limiter hands out send slots, and so the longest a send waits in
+# place for its slot: more than a late come-back costs, little for a worker to sit out.
+RESERVE_AHEAD = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A rate limiter's answer to one caller.
+
+    ``reserved``: a send slot is held for this caller, ``wait`` seconds from now (0: at
+    once); it should wait for it and send, without asking again. Otherwise nothing is
+    held and the caller should ask again after ``wait`` seconds.
+    """
+
+    wait: float
+    reserved: bool
 
 
 class RateLimiter:
-    """A token bucket: ``rate_per_second`` tokens a second, at most ``burst`` saved up.
+    """GCRA, the token bucket as a schedule: ``rate_per_second`` sends a second, at most
+    ``burst`` of them at once after an idle spell.
 
-    The bucket starts full. ``reserve`` takes a token when one is there; otherwise it
-    says how long this caller should stay away. Callers turned away are spaced one
-    token apart (the second one told to come back waits one interval longer than the
-    first), so deferred jobs return one by one instead of all at the same instant.
+    Each send reserves the next free slot, one interval after the last one handed out, so
+    a caller that waits for its slot in place keeps the rate exact however late it asked.
+    (A caller sent away until a token is due, as a plain bucket does, comes back a little
+    late, finds the next token not quite there, and the backlog drains below the rate.)
+    Slots are handed out only up to ``reach`` seconds ahead, so a caller never waits long
+    in place. Callers beyond it are told when their slot will be in reach, spaced one
+    interval apart, so a backlog comes back one by one rather than all at once.
     """
 
-    def __init__(self, rate_per_second: float, burst: int = 1) -> None:
+    def __init__(
+        self, rate_per_second: float, burst: int = 1, reach: float = RESERVE_AHEAD
+    ) -> None:
         if not rate_per_second > 0 or not math.isfinite(rate_per_second):
             raise ValueError(f"rate_per_second must be a positive number, got {rate_per_second!r}")
         if burst < 1:
             raise ValueError(f"burst must be at least 1, got {burst!r}")
+        if not reach >= 0:
+            raise ValueError(f"reach must not be negative, got {reach!r}")
         self.rate = rate_per_second
         self.burst = burst
+        self.reach = reach
         self._interval = 1.0 / rate_per_second
-        self._tokens = float(burst)
-        self._updated: float | None = None
-        self._next_deferred = -math.inf  # when the next turned-away caller may come back
+        self._tolerance = (burst - 1) * self._interval  # how far a burst runs ahead
+        self._next_slot = -math.inf  # theoretical arrival time: the next slot at the rate
+        self._next_deferred = -math.inf  # when the next caller out of reach may come back
         self._grants = GrantHistory(rate_per_second)
 
-    async def acquire(self, now: float) -> float:
+    async def acquire(self, now: float) -> Reservation:
         """``reserve`` as a ``notifier.rate_limits.TokenBucket`` (the in-process one)."""
         return self.reserve(now)
 
-    def reserve(self, now: float) -> float:
-        """0 when a token was taken for this caller; else seconds until it should try again."""
-        self._refill(now)
-        if self._tokens >= 1.0 - _EPSILON:
-            self._tokens = max(0.0, self._tokens - 1.0)
+    def reserve(self, now: float) -> Reservation:
+        """A slot for this caller when one is free within ``reach``; else when to ask again."""
+        next_slot = max(self._next_slot, now)
+        slot = max(now, next_slot - self._tolerance)
+        if slot - now <= self.reach + _EPSILON:
+            self._next_slot = next_slot + self._interval
             self._grants.count(now)
-            return 0.0
-        come_back = max(now + (1.0 - self._tokens) * self._interval, self._next_deferred)
+            return Reservation(max(0.0, slot - now), reserved=True)
+        come_back = max(slot - self.reach, self._next_deferred)
         self._next_deferred = come_back + self._interval
-        return come_back - now
+        return Reservation(come_back - now, reserved=False)
 
     def utilisation(self, now: float) -> float:
         """Share of the limit used over the last 60 s (0 to 1)."""
         return self._grants.utilisation(now)
-
-    def _refill(self, now: float) -> None:
-        if self._updated is not None and now > self._updated:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._updated) * self.rate)
-        if self._updated is None or now > self._updated:
-            self._updated = now
 
 
 class GrantHistory:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from notifier.protection import RateLimiter
+from notifier.protection import RateLimiter, Reservation
 
 
 class TokenBucket(Protocol):
     """A channel's rate limit: ``acquire`` before each send, ``utilisation`` for the gauge."""
 
-    async def acquire(self, now: float) -> float:
-        """0 when a token was taken for this send; else seconds until it should try again."""
+    async def acquire(self, now: float) -> Reservation:
+        """This send's slot, held for it, when one is free soon; else when to ask again."""
         ...
 
     def utilisation(self, now: float) -> float:

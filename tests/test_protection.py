@@ -9,32 +9,60 @@ import statistics
 import pytest
 
 from notifier.backoff import backoff_delay
-from notifier.protection import CircuitBreaker, RateLimiter
+from notifier.protection import CircuitBreaker, RateLimiter, Reservation
 
 # --- rate limiter -----------------------------------------------------------------------
 
-# (rate, burst, [(now, expected seconds to wait; 0 = token taken)])
+# (rate, burst, reach, [(now, expected seconds to wait, whether the slot is reserved)])
 RESERVE_TABLE = [
-    pytest.param(1.0, 1, [(0, 0), (0.5, 0.5), (1, 0), (2, 0)], id="one-a-second"),
-    # Callers turned away at the same instant are spaced one token apart.
-    pytest.param(1.0, 1, [(0, 0), (0, 1), (0, 2), (0, 3)], id="deferred-callers-spread"),
-    # A deferred caller coming back at its time gets the token; a newcomer queues behind.
-    pytest.param(1.0, 1, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2)], id="come-back-on-time"),
-    pytest.param(2.0, 3, [(0, 0), (0, 0), (0, 0), (0, 0.5), (0.5, 0), (0.5, 0.5)], id="burst"),
-    # The bucket never holds more than ``burst``, however long it was idle.
-    pytest.param(1.0, 2, [(0, 0), (0, 0), (100, 0), (100, 0), (100, 1)], id="burst-cap"),
-    # 1/3 s of refill at 3/s is 0.999... in floats: still a whole token.
-    pytest.param(3.0, 1, [(0, 0), (1 / 3, 0), (2 / 3, 0), (1.0, 0)], id="float-drift"),
-    # A clock that steps back refills nothing.
-    pytest.param(1.0, 1, [(10, 0), (9, 1)], id="clock-backwards"),
+    pytest.param(1.0, 1, 1.0, [(0, 0, True), (0.5, 0.5, True), (2, 0, True)], id="one-a-second"),
+    # Slots within reach are reserved one interval apart; beyond it, callers are told
+    # when theirs comes in reach, spaced one interval apart.
+    pytest.param(
+        2.0,
+        1,
+        1.0,
+        [(0, 0, True), (0, 0.5, True), (0, 1.0, True), (0, 0.5, False), (0, 1.0, False)],
+        id="reserve-within-reach",
+    ),
+    # A caller that comes back late still gets the next slot: the rate does not slip.
+    pytest.param(
+        1.0, 1, 0.5, [(0, 0, True), (0, 0.5, False), (0.6, 0.4, True), (1, 0.5, False)], id="late"
+    ),
+    # With no reach, a plain token bucket: callers turned away at once are spread.
+    pytest.param(1.0, 1, 0.0, [(0, 0, True), (0, 1, False), (0, 2, False)], id="spread"),
+    pytest.param(
+        2.0,
+        3,
+        0.0,
+        [(0, 0, True), (0, 0, True), (0, 0, True), (0, 0.5, False), (0.5, 0, True)],
+        id="burst",
+    ),
+    # No more than ``burst`` at once, however long it was idle.
+    pytest.param(
+        1.0,
+        2,
+        0.0,
+        [(0, 0, True), (0, 0, True), (100, 0, True), (100, 0, True), (100, 1, False)],
+        id="burst-cap",
+    ),
+    # Slots 1/3 s apart at 3/s add up to 0.999... in floats: still due on time.
+    pytest.param(
+        3.0, 1, 0.0, [(0, 0, True), (1 / 3, 0, True), (2 / 3, 0, True), (1.0, 0, True)], id="drift"
+    ),
+    # A clock that steps back does not move the schedule back.
+    pytest.param(1.0, 1, 0.0, [(10, 0, True), (9, 2, False)], id="clock-backwards"),
 ]
 
 
-@pytest.mark.parametrize(("rate", "burst", "steps"), RESERVE_TABLE)
-def test_reserve(rate: float, burst: int, steps: list[tuple[float, float]]) -> None:
-    limiter = RateLimiter(rate, burst)
-    got = [limiter.reserve(now) for now, _ in steps]
-    assert got == pytest.approx([wait for _, wait in steps])
+@pytest.mark.parametrize(("rate", "burst", "reach", "steps"), RESERVE_TABLE)
+def test_reserve(
+    rate: float, burst: int, reach: float, steps: list[tuple[float, float, bool]]
+) -> None:
+    limiter = RateLimiter(rate, burst, reach)
+    got = [limiter.reserve(now) for now, _, _ in steps]
+    assert [turn.wait for turn in got] == pytest.approx([wait for _, wait, _ in steps])
+    assert [turn.reserved for turn in got] == [reserved for _, _, reserved in steps]
 
 
 # (rate, burst, grant times, now, expected utilisation)
@@ -55,21 +83,24 @@ def test_utilisation(
 ) -> None:
     limiter = RateLimiter(rate, burst)
     for at in grants:
-        assert limiter.reserve(at) == 0
+        assert limiter.reserve(at) == Reservation(0.0, reserved=True)
     assert limiter.utilisation(now) == pytest.approx(expected)
 
 
-def test_turned_away_callers_do_not_count_as_used() -> None:
-    limiter = RateLimiter(1.0)
-    assert limiter.reserve(0) == 0
-    assert limiter.reserve(0) > 0
-    assert limiter.utilisation(0) == pytest.approx(1 / 60)
+def test_reserved_slots_count_as_used_and_turned_away_callers_do_not() -> None:
+    limiter = RateLimiter(1.0, reach=1.0)
+    assert limiter.reserve(0).reserved and limiter.reserve(0).reserved
+    assert not limiter.reserve(0).reserved
+    assert limiter.utilisation(0) == pytest.approx(2 / 60)
 
 
-@pytest.mark.parametrize(("rate", "burst"), [(0, 1), (-1, 1), (math.inf, 1), (math.nan, 1), (1, 0)])
-def test_rate_limiter_rejects_bad_settings(rate: float, burst: int) -> None:
+@pytest.mark.parametrize(
+    ("rate", "burst", "reach"),
+    [(0, 1, 1), (-1, 1, 1), (math.inf, 1, 1), (math.nan, 1, 1), (1, 0, 1), (1, 1, -1)],
+)
+def test_rate_limiter_rejects_bad_settings(rate: float, burst: int, reach: float) -> None:
     with pytest.raises(ValueError):
-        RateLimiter(rate, burst)
+        RateLimiter(rate, burst, reach)
 
 
 # --- circuit breaker --------------------------------------------------------------------

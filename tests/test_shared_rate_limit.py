@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.protection import RateLimiter
+from notifier.protection import RESERVE_AHEAD, RateLimiter, Reservation
 from notifier.rate_limits import bucket_for
 from notifier.store.memory import MemoryStore
 from notifier.store.redis import RedisStore
@@ -64,34 +64,45 @@ async def test_two_replicas_draw_from_one_bucket_and_are_spaced_one_token_apart(
     stores: tuple[RedisStore, RedisStore],
 ) -> None:
     one, two = stores
-    # A slow rate, so the calls below all fall within one token's interval (10 s).
+    # A slow rate, so the calls below all fall within one slot's interval (10 s).
     first, second = bucket_for(one, "slack", 0.1), bucket_for(two, "slack", 0.1)
     assert isinstance(first, RedisTokenBucket)
-    assert await first.acquire(0.0) == 0.0  # the bucket starts full: one token
-    told = await second.acquire(0.0)  # the other replica finds it empty
-    assert 9.0 < told <= 10.0
-    later = await first.acquire(0.0)  # and the next caller comes back one token later
-    assert 19.0 < later <= 20.0
+    assert await first.acquire(0.0) == Reservation(0.0, reserved=True)  # one slot at once
+    told = await second.acquire(0.0)  # the other replica's next slot is 10 s away, out of reach
+    assert not told.reserved and 10.0 - RESERVE_AHEAD - 0.5 < told.wait <= 10.0 - RESERVE_AHEAD
+    later = await first.acquire(0.0)  # and the next caller comes back one slot later
+    assert not later.reserved and 20.0 - RESERVE_AHEAD - 0.5 < later.wait <= 20.0 - RESERVE_AHEAD
     other_channel = bucket_for(two, "email", 0.1)
-    assert await other_channel.acquire(0.0) == 0.0  # a bucket per channel
+    assert (await other_channel.acquire(0.0)).reserved  # a bucket per channel
+
+
+async def test_slots_within_reach_are_reserved_across_replicas(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    one, two = stores
+    first, second = bucket_for(one, "pager", 2.0), bucket_for(two, "pager", 2.0)
+    turns = [await first.acquire(0.0), await second.acquire(0.0), await first.acquire(0.0)]
+    assert [turn.reserved for turn in turns] == [True, True, True]
+    # One schedule for both: the slots are half a second apart, whoever asked.
+    assert [round(turn.wait * 2) / 2 for turn in turns] == [0.0, 0.5, 1.0]
+    assert not (await second.acquire(0.0)).reserved  # 1.5 s ahead, beyond the reach
 
 
 async def test_a_burst_is_shared_too(stores: tuple[RedisStore, RedisStore]) -> None:
     one, two = stores
     first, second = bucket_for(one, "sms", 0.1, burst=3), bucket_for(two, "sms", 0.1, burst=3)
-    assert [await first.acquire(0.0), await second.acquire(0.0), await first.acquire(0.0)] == [
-        0.0,
-        0.0,
-        0.0,
-    ]
-    assert 9.0 < await second.acquire(0.0) <= 10.0
+    turns = [await first.acquire(0.0), await second.acquire(0.0), await first.acquire(0.0)]
+    assert turns == [Reservation(0.0, reserved=True)] * 3
+    assert not (await second.acquire(0.0)).reserved
 
 
 async def test_unreachable_redis_holds_the_rate_in_process_instead_of_failing() -> None:
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", prefix=fresh_prefix())
     bucket = bucket_for(store, "slack", 0.1)
-    assert await bucket.acquire(100.0) == 0.0
-    assert await bucket.acquire(100.0) == pytest.approx(10.0)
+    assert await bucket.acquire(100.0) == Reservation(0.0, reserved=True)
+    assert await bucket.acquire(100.0) == Reservation(
+        pytest.approx(10.0 - RESERVE_AHEAD), reserved=False
+    )
     await store.close()
 
 
@@ -137,3 +148,5 @@ async def test_two_replicas_together_send_no_faster_than_the_channel_rate(
     # (Each replica holding the rate alone, the two together send up to twice as fast.)
     span = max(arrivals) - min(arrivals)
     assert span >= (MESSAGES - 1.25) * TURN, (span, by_replica)
+    # Nor much slower: a send that loses its slot costs at least one more turn.
+    assert span < (MESSAGES - 1) * TURN + 1.5, (span, by_replica)

@@ -1,12 +1,13 @@
 """A channel's token bucket in Redis, so that every replica draws from the same one.
 
 One Lua script call per ``acquire`` (Redis runs it alone, so two replicas never both
-take the last token; it shares the round trip of the store's other calls of the same
-event-loop turn): the same bucket as ``notifier.protection.RateLimiter`` (``rate``
-tokens a second, at most ``burst`` saved up, turned-away callers spaced one token apart),
-its state in one hash per channel. The script reads Redis's own clock (``TIME``), so the
-replicas' clocks need not agree; the caller's ``now`` only feeds the local utilisation
-gauge. The key expires once the bucket would be full again and no deferral is pending.
+reserve the same slot; it shares the round trip of the store's other calls of the same
+event-loop turn): the same GCRA schedule as ``notifier.protection.RateLimiter`` (``rate``
+slots a second, at most ``burst`` at once, slots reserved up to ``reach`` ahead, callers
+beyond it spaced one interval apart), its state in one hash per channel. The script reads
+Redis's own clock (``TIME``), so the replicas' clocks need not agree; the caller's ``now``
+only feeds the local utilisation gauge. The key expires a minute after its last reserved
+slot or deferral.
 
 When Redis cannot serve the call the bucket falls back to an in-process ``RateLimiter`` of
 the same rate (each replica then holds the rate on its own) rather than fail the send's
@@ -19,42 +20,39 @@ import logging
 
 import redis.asyncio as aioredis
 
-from notifier.protection import GrantHistory, RateLimiter
+from notifier.protection import RESERVE_AHEAD, GrantHistory, RateLimiter, Reservation
 from notifier.store.redis_batch import ScriptBatcher
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] the bucket's hash; ARGV: rate (tokens/s), burst. Returns the wait in seconds as
-# a string (a Lua number returned to Redis would be truncated to an integer).
+# KEYS[1] the bucket's hash; ARGV: rate (sends/s), burst, reach (s). Returns the wait in
+# seconds as a string (a Lua number returned to Redis would be truncated to an integer) and
+# 1 when the slot is reserved for the caller, 0 when it should ask again after the wait.
 ACQUIRE = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local reach = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'deferred')
-local tokens = tonumber(state[1]) or burst
-local updated = tonumber(state[2])
-local deferred = tonumber(state[3]) or 0
-if updated and now > updated then
-    tokens = math.min(burst, tokens + (now - updated) * rate)
-end
-if not updated or now > updated then
-    updated = now
-end
+local state = redis.call('HMGET', KEYS[1], 'next_slot', 'deferred')
 local interval = 1 / rate
-local wait = 0
-if tokens >= 1 - 1e-9 then
-    tokens = math.max(0, tokens - 1)
+local next_slot = math.max(tonumber(state[1]) or now, now)
+local deferred = tonumber(state[2]) or 0
+local slot = math.max(now, next_slot - (burst - 1) * interval)
+local wait, reserved
+if slot - now <= reach + 1e-9 then
+    next_slot = next_slot + interval
+    wait, reserved = slot - now, 1
 else
-    local come_back = math.max(now + (1 - tokens) * interval, deferred)
+    local come_back = math.max(slot - reach, deferred)
     deferred = come_back + interval
-    wait = come_back - now
+    wait, reserved = come_back - now, 0
 end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
-    'updated', string.format('%.17g', updated), 'deferred', string.format('%.17g', deferred))
-local keep = math.max(deferred - now, 0) + burst * interval + 60
+redis.call('HSET', KEYS[1], 'next_slot', string.format('%.17g', next_slot),
+    'deferred', string.format('%.17g', deferred))
+local keep = math.max(next_slot - now, deferred - now, 0) + 60
 redis.call('PEXPIRE', KEYS[1], math.ceil(keep * 1000))
-return string.format('%.17g', wait)
+return {string.format('%.17g', wait), reserved}
 """
 
 
@@ -69,21 +67,23 @@ class RedisTokenBucket:
         rate: float,
         burst: int,
         unavailable: tuple[type[BaseException], ...],
+        reach: float = RESERVE_AHEAD,
     ) -> None:
         """``unavailable``: the errors that mean Redis cannot serve us now (the store's)."""
         # The same checks as the in-process bucket, which is also the fallback.
-        self._fallback = RateLimiter(rate, burst)
+        self._fallback = RateLimiter(rate, burst, reach)
         self._batch = batch
         self._script = client.register_script(ACQUIRE)
         self._unavailable = unavailable
         self._key = key
-        self._args = [repr(float(rate)), str(burst)]
+        self._args = [repr(float(rate)), str(burst), repr(float(reach))]
         self._grants = GrantHistory(rate)
         self._falling_back = False
 
-    async def acquire(self, now: float) -> float:
+    async def acquire(self, now: float) -> Reservation:
         try:
-            wait = float(await self._batch.call(self._script, [self._key], self._args))
+            wait, reserved = await self._batch.call(self._script, [self._key], self._args)
+            turn = Reservation(float(wait), reserved=bool(reserved))
         except self._unavailable as exc:
             if not self._falling_back:
                 log.warning(
@@ -92,14 +92,14 @@ class RedisTokenBucket:
                     type(exc).__name__,
                 )
                 self._falling_back = True
-            wait = self._fallback.reserve(now)
+            turn = self._fallback.reserve(now)
         else:
             if self._falling_back:
                 log.info("rate limit %s: back on the bucket in Redis", self._key)
                 self._falling_back = False
-        if not wait:
+        if turn.reserved:
             self._grants.count(now)
-        return wait
+        return turn
 
     def utilisation(self, now: float) -> float:
         """This replica's share of the limit over the last 60 s (the others' not counted)."""
