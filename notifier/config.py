@@ -114,6 +114,8 @@ class AuthConfig(Model):
 
 class ServerConfig(Model):
     listen: str = "127.0.0.1:9095"
+    # How Slack, Twilio and responders reach this service (acknowledgement links, signatures).
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
     auth: AuthConfig | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # 0s is a valid choice: on SIGTERM, hand the sends under way back at once.
@@ -212,6 +214,8 @@ class SlackChannel(ChannelBase):
     template: str = "performance_alert.json"
     api_url: str = "https://slack.com/api/"
     rate_limit: float | None = Field(default=1.0, gt=0)
+    # Verifies Slack's interaction requests: escalation messages get Acknowledge buttons.
+    signing_secret: SecretStr | None = None
 
     @model_validator(mode="after")
     def _one_mode(self) -> SlackChannel:
@@ -259,7 +263,8 @@ ChannelConfig = Annotated[
 class RouteConfig(Model):
     name: str
     matchers: list[str] = Field(default_factory=list)
-    channels: list[str] = Field(min_length=1)
+    # May be empty when ``escalation`` is set: then only the policy's steps page.
+    channels: list[str] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
     repeat_interval: PositiveDuration | None = None
     send_resolved: bool | None = None
@@ -267,6 +272,13 @@ class RouteConfig(Model):
     active_time_intervals: list[str] = Field(default_factory=list)
     mute_time_intervals: list[str] = Field(default_factory=list)
     when_muted: WhenMuted = "defer"
+    escalation: str | None = None  # an ``escalation_policies`` name (DESIGN §8)
+
+    @model_validator(mode="after")
+    def _tells_someone(self) -> RouteConfig:
+        if not self.channels and self.escalation is None:
+            raise ValueError("channels: at least one channel, unless the route has an escalation")
+        return self
 
 
 class TimeIntervalsConfig(Model):
@@ -285,6 +297,35 @@ class HeartbeatConfig(Model):
     channels: list[str] = Field(min_length=1)
 
 
+class Responder(Model):
+    """A person who may acknowledge, and how each acknowledgement path recognises them."""
+
+    name: str = Field(min_length=1)
+    slack_user_id: str | None = None
+    phone: E164 | None = None
+    email: str | None = None
+
+
+class EscalationStep(Model):
+    after: NonNegativeDuration  # after the step before (the first: after the opening)
+    channels: list[str] = Field(min_length=1)
+
+
+class EscalationPolicy(Model):
+    steps: list[EscalationStep] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0, le=100)
+    ack_timeout: PositiveDuration | None = None
+
+    @model_validator(mode="after")
+    def _later_steps_wait(self) -> EscalationPolicy:
+        for index, step in enumerate(self.steps[1:], start=1):
+            if step.after <= timedelta(0):
+                raise ValueError(
+                    f"steps[{index}].after must be positive, got {_spelled(step.after)}"
+                )
+        return self
+
+
 class Config(Model):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
@@ -295,6 +336,8 @@ class Config(Model):
     routes: list[RouteConfig] = Field(default_factory=list)
     default_channels: list[str] = Field(default_factory=list)
     time_intervals: list[TimeIntervalsConfig] = Field(default_factory=list)
+    responders: list[Responder] = Field(default_factory=list)
+    escalation_policies: dict[str, EscalationPolicy] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _attempts_fit_in_the_lease(self) -> Config:
@@ -406,6 +449,7 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
     for index, channel in enumerate(raw.get("default_channels") or []):
         if isinstance(channel, str) and channel not in channels:
             problems.append(f"default_channels[{index}]: undefined channel {channel!r}")
+    problems.extend(_escalation_cross_check(raw, channels))
     for name, channel in channels.items():
         if not isinstance(channel, dict):
             continue
@@ -420,6 +464,51 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
                     f"channels.{name}.{key}: template {template!r} not found in {templates_dir}"
                     " nor among the built-in templates"
                 )
+    return problems
+
+
+def _escalation_cross_check(raw: Mapping[str, Any], channels: Mapping[str, Any]) -> list[str]:
+    """Policies name defined channels, routes defined policies; responders are unique;
+    a ``signing_secret`` needs a bot token (an incoming webhook cannot show buttons)."""
+    problems: list[str] = []
+    policies = raw.get("escalation_policies")
+    policies = policies if isinstance(policies, dict) else {}
+    for name, policy in policies.items():
+        steps = policy.get("steps") if isinstance(policy, dict) else None
+        for s_index, step in enumerate(steps if isinstance(steps, list) else []):
+            listed = step.get("channels") if isinstance(step, dict) else None
+            for c_index, channel in enumerate(listed if isinstance(listed, list) else []):
+                if isinstance(channel, str) and channel not in channels:
+                    problems.append(
+                        f"escalation_policies.{name}.steps[{s_index}].channels[{c_index}]:"
+                        f" undefined channel {channel!r}"
+                    )
+    routes = raw.get("routes")
+    for index, route in enumerate(routes if isinstance(routes, list) else []):
+        policy_name = route.get("escalation") if isinstance(route, dict) else None
+        if isinstance(policy_name, str) and policy_name not in policies:
+            problems.append(
+                f"routes[{index}].escalation: undefined escalation policy {policy_name!r}"
+            )
+    responders = raw.get("responders")
+    seen: set[str] = set()
+    for index, responder in enumerate(responders if isinstance(responders, list) else []):
+        name = responder.get("name") if isinstance(responder, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"responders[{index}].name: duplicate responder {name!r}")
+            seen.add(name)
+    for name, channel in channels.items():
+        if (
+            isinstance(channel, dict)
+            and channel.get("type") == "slack"
+            and channel.get("signing_secret") is not None
+            and channel.get("webhook_url") is not None
+        ):
+            problems.append(
+                f"channels.{name}.signing_secret: needs a bot token (token), an incoming"
+                " webhook cannot show Acknowledge buttons"
+            )
     return problems
 
 

@@ -32,6 +32,9 @@ LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 SEVERITIES = ("critical", "warning", "info", "none")
 REQUEST_STATUSES = ("202", "400", "401", "413", "415", "422", "503")
 CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
+ACK_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+INCIDENT_STATES = ("open", "acknowledged", "silenced")
+ACK_PATHS = ("slack", "sms", "api", "console")
 
 
 class Metrics:
@@ -156,6 +159,41 @@ class Metrics:
             "Timestamp of the last successful configuration reload.",
             registry=r,
         )
+        self.incidents_open = Gauge(
+            "notifier_incidents_open",
+            "Incidents not resolved yet (open, acknowledged or silenced), by state.",
+            ["state"],
+            registry=r,
+        )
+        self.incident_time_to_ack = Histogram(
+            "notifier_incident_time_to_acknowledge_seconds",
+            "From an incident's opening to its acknowledgement, by escalation policy.",
+            ["policy"],
+            buckets=ACK_BUCKETS,
+            registry=r,
+        )
+        self.escalation_steps = Counter(
+            "notifier_escalation_steps_total",
+            "Escalation steps sent (each pages the step's channels), by policy and step.",
+            ["policy", "step"],
+            registry=r,
+        )
+        self.incidents_reached_last_step = Counter(
+            "notifier_incidents_reached_last_step_total",
+            "Incidents that escalated to their policy's last step: nobody acknowledged sooner.",
+            ["policy"],
+            registry=r,
+        )
+        self.incident_acknowledgements = Counter(
+            "notifier_incident_acknowledgements_total",
+            "Incidents acknowledged, by the path the acknowledgement came through.",
+            ["path"],
+            registry=r,
+        )
+        for state in INCIDENT_STATES:
+            self.incidents_open.labels(state)
+        for path in ACK_PATHS:
+            self.incident_acknowledgements.labels(path)
         self.store_up = Gauge(
             "notifier_store_up", "Whether the store answered the last check.", registry=r
         )
@@ -187,6 +225,14 @@ class Metrics:
             for reason in FailureReason:
                 self.notifications_failed.labels(name, kind, reason.value)
                 self.dead_lettered.labels(name, kind, reason.value)
+
+    def declare_policies(self, policies: Iterable[tuple[str, int]]) -> None:
+        """Create the per-policy series at zero for ``(policy, number of steps)`` pairs."""
+        for name, steps in policies:
+            self.incident_time_to_ack.labels(name)
+            self.incidents_reached_last_step.labels(name)
+            for step in range(1, steps + 1):
+                self.escalation_steps.labels(name, str(step))
 
     def severity_label(self, severity: str) -> str:
         """Bound the label's values: unknown severities count as ``none``."""

@@ -7,9 +7,41 @@ Alertmanager payload, restricted to the alerts routed to its channel.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from notifier.payload import Alert, Labels, Status, WebhookPayload
+
+# ``alert``: the routed group, as Alertmanager sent it; ``page``: an escalation step of an
+# incident (DESIGN §8); ``announcement``: an incident acknowledged, silenced, re-opened or
+# resolved, told to the channels that were paged.
+NotificationKind = Literal["alert", "page", "announcement"]
+
+
+class IncidentContext(BaseModel):
+    """What a page or an announcement says about its incident (the templates' ``incident``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    state: str
+    policy: str
+    step: int  # 1-based within the policy: the step this page sends, or the last one sent
+    steps: int  # steps in the policy
+    pass_number: int = 1  # which pass over the steps (``repeat`` adds passes)
+    passes: int = 1
+    opened_at: float
+    ack_code: str
+    acknowledged_by: str | None = None
+    acknowledged_at: float | None = None
+    silenced_until: float | None = None
+    paged_channels: tuple[str, ...] = ()  # every channel paged so far, this one included
+    others_paged: tuple[str, ...] = ()  # the paged channels but this one
+    announcement: str | None = None  # acknowledged, unacknowledged, silenced, reopened, resolved
+    by: str | None = None  # the responder behind the announcement
+    ack_url: str = ""  # the API endpoint that acknowledges it
+    ack_command: str = ""  # the CLI command that acknowledges it
 
 
 class Notification(BaseModel):
@@ -30,6 +62,8 @@ class Notification(BaseModel):
     external_url: str
     truncated_alerts: int = 0
     alerts: tuple[Alert, ...]
+    kind: NotificationKind = "alert"
+    incident: IncidentContext | None = None
 
     @classmethod
     def for_channel(
@@ -72,5 +106,8 @@ class Notification(BaseModel):
 
     @property
     def thread_key(self) -> str:
-        """Identifies the group across notifications (Slack keeps one thread per group)."""
+        """Identifies the group across notifications (Slack keeps one thread per group);
+        an incident's pages and announcements share one thread of their own."""
+        if self.incident is not None:
+            return f"{self.channel}\x00incident\x00{self.incident.id}"
         return f"{self.channel}\x00{self.receiver}\x00{self.group_key}"

@@ -23,6 +23,8 @@ from notifier.dedup import plan_notifications
 from notifier.dispatcher import Dispatcher
 from notifier.heartbeats.watch import TIMER_KIND as HEARTBEAT_TIMER
 from notifier.heartbeats.watch import HeartbeatWatch
+from notifier.incidents.engine import TIMER_OWNER, IncidentEngine
+from notifier.incidents.messages import sample_variants
 from notifier.metrics import Metrics
 from notifier.notification import Notification
 from notifier.payload import WebhookPayload
@@ -41,18 +43,21 @@ def template_problems(loaded: LoadedConfig, renderer: Renderer) -> list[str]:
     payload = sample_payload()
     for name, channel in loaded.config.channels.items():
         notification = sample_notification(payload, name)
-        context = template_context(notification, channel.type)
         for key in ("template", "text_template", "subject"):
             value = getattr(channel, key, None)
             if value is None:
                 continue
-            error = (
-                renderer.trial_render(None, value, context)
-                if key == "subject"
-                else renderer.trial_render(value, None, context)
-            )
-            if error is not None:
-                problems.append(f"channels.{name}.{key}: {error}")
+            # As an ordinary alert, then as an escalation page and an announcement (§8).
+            for as_what, variant in sample_variants(notification):
+                context = template_context(variant, channel.type)
+                error = (
+                    renderer.trial_render(None, value, context)
+                    if key == "subject"
+                    else renderer.trial_render(value, None, context)
+                )
+                if error is not None:
+                    problems.append(f"channels.{name}.{key}: {error}{as_what}")
+                    break
     return problems
 
 
@@ -117,6 +122,15 @@ class Runtime:
             self.store, self.loaded.heartbeats, clock=clock, on_enqueued=self._wake_dispatcher
         )
         self.timers: TimerLoop | None = None
+        self.incidents = IncidentEngine(
+            self.store,
+            lambda: self.loaded,
+            self.metrics,
+            clock=clock,
+            new_id=_new_job_id,
+            on_enqueued=self._wake_dispatcher,
+            on_scheduled=self._wake_timers,
+        )
         self._reload_lock = asyncio.Lock()
         # Channels replaced by a reload, each with the timer that closes it.
         self._retired: list[tuple[Channels, asyncio.TimerHandle]] = []
@@ -128,6 +142,8 @@ class Runtime:
 
     def _declare(self, loaded: LoadedConfig) -> None:
         self.metrics.declare_channels((n, c.type) for n, c in loaded.config.channels.items())
+        policies = loaded.config.escalation_policies.items()
+        self.metrics.declare_policies((n, len(p.steps)) for n, p in policies)
 
     def resources(
         self, *, dispatch: bool = True
@@ -195,11 +211,12 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def _timing(self, start: bool) -> AsyncIterator[None]:
-        """The timer loop: heartbeats falling due. Armed first, so that a heartbeat never
-        heard is watched from the start."""
+        """The timer loop: heartbeats falling due, incident steps, acknowledgement timeouts,
+        silences ending. Heartbeats are armed first, so that one never heard is watched
+        from the start."""
         self.timers = TimerLoop(
             self.store,
-            {HEARTBEAT_TIMER: self.heartbeats.on_timer},
+            {HEARTBEAT_TIMER: self.heartbeats.on_timer, TIMER_OWNER: self.incidents.on_timer},
             lease=self.loaded.config.storage.lease.total_seconds(),
             clock=self.clock,
         )
@@ -215,6 +232,10 @@ class Runtime:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
+    def _wake_timers(self) -> None:
+        if self.timers is not None:
+            self.timers.wake()
+
     async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
         """Renew heartbeats, then route, dedup and durably enqueue the rest of one payload;
         raises ``StoreUnavailable``."""
@@ -227,6 +248,7 @@ class Runtime:
         result = await self.store.enqueue(jobs, now)
         if result.enqueued and self.dispatcher is not None:
             self.dispatcher.wake()
+        await self.incidents.on_payload(taken.rest, now)
         return result
 
     async def reload(self) -> ReloadResult:

@@ -35,6 +35,7 @@ from notifier import __version__
 from notifier.config import AuthConfig
 from notifier.health import StoreCheck
 from notifier.heartbeats.status import heartbeats_json
+from notifier.incidents.http import incident_routes
 from notifier.payload import WebhookPayload
 from notifier.runtime import Runtime
 from notifier.store.base import DeadLetter, StoreUnavailable
@@ -355,6 +356,7 @@ async def _refresh_gauges(runtime: Runtime) -> None:
     metrics.queue_in_flight.set(stats.in_flight)
     metrics.queue_oldest_age.set(stats.oldest_due_age)
     metrics.dead_letters.set(stats.dead_letters)
+    await runtime.incidents.refresh_gauges()
 
 
 def metrics_handler(runtime: Runtime, store_check: StoreCheck) -> Handler:
@@ -409,6 +411,10 @@ def create_app(runtime: Runtime) -> web.Application:
     app.add_routes(
         route(path, handler, expect_handler=continue_if_acceptable)
         for route, path, handler in routes
+    )
+    app.add_routes(
+        web.route(method, path, handler, expect_handler=continue_if_acceptable)
+        for method, path, handler in incident_routes(lambda request: request.app[RUNTIME].incidents)
     )
     return app
 

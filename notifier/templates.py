@@ -39,12 +39,22 @@ FALLBACK_TEXT = (
     "- {{ a.labels.alertname | default('alert') }} {{ a.labels.severity | default('') }}"
     " {{ a.labels.instance | default('') }}: {{ a.annotations.summary | default('') }}\n"
     "{% endfor %}"
+    "{% if incident %}Incident {{ incident.id }}"
+    "{% if kind == 'page' %}: step {{ incident.step }} of {{ incident.steps }}"
+    "{% if incident.others_paged %}; also paged: {{ incident.others_paged | join(', ') }}"
+    "{% endif %}."
+    " Acknowledge: {{ incident.ack_command }}. Reply ACK {{ incident.ack_code }}"
+    "{% else %} {{ incident.announcement }}{% if incident.by %} by {{ incident.by }}{% endif %}"
+    "{% endif %}\n{% endif %}"
 )
 FALLBACK_HTML = "<pre>" + FALLBACK_TEXT + "</pre>"
 # Counts every alert of the group, also those a length budget left out of ``alerts``.
 FALLBACK_SLACK = (
     '{"text": {{ (status | upper ~ ": " ~ (common_labels.alertname | default("alerts"))'
-    ' ~ " (" ~ ((alerts | length) + truncated_alerts) ~ " alerts)") | tojson }}}'
+    ' ~ " (" ~ ((alerts | length) + truncated_alerts) ~ " alerts)"'
+    ' ~ ((" · incident " ~ incident.id ~ (" step " ~ incident.step ~ " of " ~ incident.steps'
+    ' ~ " · ack: " ~ incident.ack_command if kind == "page" else " " ~ incident.announcement))'
+    ' if incident else "")) | tojson }}}'
 )
 
 
@@ -142,7 +152,21 @@ def template_context(
             "type": channel_type,
             "route": notification.route,
         },
+        "kind": notification.kind,
+        "incident": _incident_context(notification),
     }
+
+
+def _incident_context(notification: Notification) -> dict[str, Any] | None:
+    """The incident of a page or an announcement (DESIGN §8), times as aware datetimes."""
+    incident = notification.incident
+    if incident is None:
+        return None
+    context = incident.model_dump()
+    for key in ("opened_at", "acknowledged_at", "silenced_until"):
+        value = context[key]
+        context[key] = None if value is None else datetime.fromtimestamp(value, UTC)
+    return context
 
 
 class _StrictButTestable(jinja2.StrictUndefined):

@@ -48,6 +48,7 @@ def exported_metrics() -> set[str]:
     """
     metrics = Metrics()
     metrics.declare_channels([("x", "webhook")])
+    metrics.declare_policies([("p", 2)])
     ProcessCollector(registry=metrics.registry)
     PlatformCollector(registry=metrics.registry)
     text = generate_latest(metrics.registry).decode()

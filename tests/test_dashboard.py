@@ -100,6 +100,9 @@ def test_the_requested_panels_are_there() -> None:
         "Dead letters by channel and reason",
         "Circuit breaker state by channel",
         "Rate-limit utilisation by channel",
+        "Open incidents by state",
+        "Time to acknowledge",
+        "Escalation steps, acknowledgements, last steps reached",
     }
 
 

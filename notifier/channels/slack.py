@@ -3,7 +3,10 @@
 With a bot token it posts ``chat.postMessage`` and keeps the message's channel and ``ts``
 under the group's thread key (``ThreadRefs``, so it survives a restart); when the group
 resolves it updates that message (``chat.update``) and replies in its thread (a later
-firing notification of the group posts anew and becomes the message updated). With an
+firing notification of the group posts anew and becomes the message updated). An
+incident's pages keep a thread of their own; its announcements update the last page.
+Acknowledge buttons (a channel with ``signing_secret``) belong in ``message``, for
+notifications of kind ``page``: the template context's ``incident`` has what they need. With an
 incoming webhook it only posts: a webhook returns no ``ts``. The template renders
 ``{"text", "blocks"}`` from payload strings escaped for mrkdwn (``slack_text``); the
 alerts it sees are narrowed until the message fits Slack's budget (``slack_budget``),
@@ -265,7 +268,8 @@ class SlackChannel:
     async def _post_bot(
         self, web: AsyncWebClient, notification: Notification, message: SlackMessage
     ) -> Receipt:
-        if notification.status == "resolved":
+        # An incident's announcement (acknowledged, resolved...) updates its last page.
+        if notification.status == "resolved" or notification.kind == "announcement":
             ref = await self._thread(notification.thread_key)
             if ref is not None:
                 return await self._resolve(web, ref, message)

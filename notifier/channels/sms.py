@@ -39,7 +39,7 @@ from notifier.channels.base import (
     RetryableError,
 )
 from notifier.channels.classify import error_for_transport, parse_retry_after, redact
-from notifier.channels.sms_segments import segment_info, trim_to_segments
+from notifier.channels.sms_segments import segment_info, trim_keeping_end, trim_to_segments
 from notifier.config import SmsChannel as SmsConfig
 from notifier.notification import Notification
 from notifier.store.base import StoreUnavailable, ToldRecipients
@@ -144,7 +144,12 @@ class SmsChannel:
         text = self._renderer.render_file(self._config.template, context, FALLBACK_TEXT).text
         # Before counting: one stray control or bidi character from a label would switch
         # the whole message to UCS-2 (more segments) or reorder what the person reads.
-        return trim_to_segments(plain_text(text).strip(), self._config.max_segments)
+        text = plain_text(text).strip()
+        if notification.kind == "page" and notification.incident is not None:
+            # How to acknowledge must survive the trim (DESIGN §8: the page ends with it).
+            end = f"Reply ACK {notification.incident.ack_code}"
+            return trim_keeping_end(text, end, self._config.max_segments)
+        return trim_to_segments(text, self._config.max_segments)
 
     def preview(self, notification: Notification) -> str:
         body = self.body(notification)

@@ -111,3 +111,21 @@ def trim_to_segments(text: str, max_segments: int) -> str:
     if space > 0 and len(cut) - space <= _WORD_SLACK:
         cut = cut[:space].rstrip()
     return _with_ellipsis(cut)
+
+
+def trim_keeping_end(text: str, end: str, max_segments: int) -> str:
+    """Like ``trim_to_segments``, but ``end`` (the last line of ``text``, an escalation
+    page's "Reply ACK 4821") stays whole: what is trimmed is what comes before it."""
+    if segment_count(text) <= max_segments or not text.endswith(end):
+        return trim_to_segments(text, max_segments)
+    head = text.removesuffix(end).rstrip()
+    low, high = 0, len(head)  # invariant: head[:low] fits with the end, head[:high] does not
+    if segment_count(_with_ellipsis("") + "\n" + end) > max_segments:
+        return trim_to_segments(text, max_segments)  # the end alone does not fit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if segment_count(_with_ellipsis(head[:middle]) + "\n" + end) <= max_segments:
+            low = middle
+        else:
+            high = middle
+    return _with_ellipsis(head[:low]) + "\n" + end

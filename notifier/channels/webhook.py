@@ -2,7 +2,8 @@
 
 The body keeps Alertmanager's payload shape (only the alerts routed here, at most
 ``max_alerts`` of them, the rest counted in ``truncatedAlerts`` as Alertmanager does)
-plus ``"notifier": {"channel", "route", "job_id"}``. That shape fills in every alert's
+plus ``"notifier": {"channel", "route", "job_id"}`` (and ``kind`` and ``incident`` for an
+escalation page or announcement). That shape fills in every alert's
 optional fields, so a payload of many bare alerts grows about twofold; ``max_alerts``
 keeps the body within what a receiver takes. It is serialised once, and the optional
 ``X-Notifier-Signature: sha256=<hex>`` is an HMAC-SHA256 of those exact bytes. Every
@@ -36,7 +37,7 @@ from notifier.channels.classify import (
     snippet,
 )
 from notifier.config import WebhookChannel as WebhookConfig
-from notifier.notification import Notification
+from notifier.notification import IncidentContext, Notification
 from notifier.payload import ALERTMANAGER_WIRE, Alert
 
 USER_AGENT = f"notifier/{__version__}"
@@ -61,7 +62,7 @@ class _Body(TypedDict):
     externalURL: str
     groupKey: str
     truncatedAlerts: int
-    notifier: dict[str, str]
+    notifier: dict[str, str | IncidentContext]
 
 
 _BODY = TypeAdapter(_Body)
@@ -122,6 +123,8 @@ class WebhookChannel:
             "truncatedAlerts": n.truncated_alerts + len(n.alerts) - len(alerts),
             "notifier": {"channel": n.channel, "route": n.route, "job_id": n.job_id},
         }
+        if n.incident is not None:  # a page or an announcement (DESIGN §8)
+            body["notifier"] = {**body["notifier"], "kind": n.kind, "incident": n.incident}
         return _BODY.dump_json(body, by_alias=True, context=ALERTMANAGER_WIRE)
 
     def _request_headers(self, body: bytes, job_id: str) -> dict[str, str]:

@@ -96,6 +96,14 @@ def check_config(config_path: Path) -> None:
         click.echo("time_intervals:")
         for line in interval_lines(loaded, datetime.now(UTC)):
             click.echo(line)
+    if config.escalation_policies:
+        click.echo("escalation_policies:")
+    for name, policy in config.escalation_policies.items():
+        steps = "; ".join(
+            f"+{format_duration(s.after)} {', '.join(s.channels)}" for s in policy.steps
+        )
+        users = [r.name for r in config.routes if r.escalation == name]
+        click.echo(f"  {name}: {steps} (routes: {', '.join(users) or 'none'})")
 
 
 @cli.group()
@@ -162,9 +170,16 @@ def routes_test(
 
 
 # Commands that live in their own modules register here, after the group exists.
-from notifier.cli import fire, ops  # noqa: E402
+from notifier.cli import fire, incidents, ops  # noqa: E402
 
-for _command in (fire.render, fire.fire, ops.dead_letters, ops.report, ops.loadtest):
+for _command in (
+    fire.render,
+    fire.fire,
+    ops.dead_letters,
+    ops.report,
+    ops.loadtest,
+    incidents.incidents,
+):
     cli.add_command(_command)
 
 

@@ -91,6 +91,9 @@ class Incident:
     resolved_at: float | None = None
     reached_last_step: bool = False
     timeline: tuple[TimelineEntry, ...] = field(default=())
+    # The group as last heard from Alertmanager (a ``Notification`` as JSON, kept by the
+    # engine so a page sent later shows the alerts): carried along, never read here.
+    group_state: str = ""
 
     @property
     def is_open(self) -> bool:

@@ -8,8 +8,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from notifier.report.aggregate import aggregate
 from notifier.report.html import render_html
+from notifier.report.incidents import summarise_incidents
 from notifier.report.model import Report, ReportTargets, Status
 from notifier.report.text import render_json, render_text
 from notifier.store.base import Store
@@ -41,9 +44,11 @@ async def build_report(
 ) -> Report:
     """The report over the attempts that ended in ``[since, now]``."""
     records = await store.deliveries(limit=limit, since=since)
-    return aggregate(
+    report = aggregate(
         records, since=since, now=now, targets=targets, truncated=len(records) >= limit
     )
+    incidents = await store.list_incidents(limit=limit)
+    return replace(report, incidents=summarise_incidents(incidents, since=since, now=now))
 
 
 async def run_report(

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 from notifier.durations import format_duration
+from notifier.report.incidents import IncidentSummary
 from notifier.report.model import Kpi, Report, Unit
 
 DEFINITIONS = (
@@ -16,6 +17,11 @@ DEFINITIONS = (
     ),
     ("Peak throughput", "the most notifications delivered in any sliding 60 s window, per second."),
     ("Error rate", "failed delivery attempts (retried or dead-lettered) / all attempts."),
+    (
+        "MTTA",
+        "mean time from an incident's opening to its first acknowledgement, over the"
+        " incidents opened in the period.",
+    ),
     (
         "Availability",
         "the share of the period's minutes in which no notification was dead-lettered and "
@@ -81,3 +87,13 @@ def no_failures(report: Report) -> str:
     if report.attempts == 0:
         return "no delivery was attempted in this period."
     return f"all {report.attempts} delivery attempts succeeded."
+
+
+def incident_lines(summary: IncidentSummary) -> list[str]:
+    """MTTA and the last-step count, as the text and HTML reports print them."""
+    mtta = "-" if summary.mtta is None else format_duration(timedelta(seconds=round(summary.mtta)))
+    return [
+        f"opened {summary.opened}, acknowledged {summary.acknowledged}",
+        f"MTTA (mean time to acknowledge): {mtta}",
+        f"reached their last escalation step: {summary.reached_last_step}",
+    ]

@@ -14,6 +14,7 @@ from notifier.report.format import (
     format_period,
     format_target,
     format_value,
+    incident_lines,
     kpi_note,
     log_summary,
     no_failures,
@@ -115,6 +116,12 @@ _PAGE = """<!DOCTYPE html>
   <p class="ok">{{ no_failures }}</p>
   {% endif %}
 </section>
+{% if incidents %}
+<section>
+  <h2>Incidents</h2>
+  <ul>{% for line in incidents %}<li>{{ line }}</li>{% endfor %}</ul>
+</section>
+{% endif %}
 <section>
   <h2>How these are measured</h2>
   <dl>
@@ -149,5 +156,6 @@ def render_html(report: Report) -> str:
         ],
         chart=Markup(latency_chart(report.latency, delivery_p95)),  # markup we built, text escaped
         definitions=DEFINITIONS,
+        incidents=incident_lines(report.incidents) if report.incidents is not None else [],
         no_failures=no_failures(report),
     )

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+from notifier.report.incidents import IncidentSummary
+
 
 @dataclass(frozen=True, slots=True)
 class ReportTargets:
@@ -101,3 +103,4 @@ class Report:
     failing_channels: tuple[ChannelFailures, ...]
     latency: tuple[LatencyBucket, ...]
     targets: ReportTargets
+    incidents: IncidentSummary | None = None  # read from the store's incidents, apart from the log

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from notifier.report.format import (
     DEFINITIONS,
     format_period,
     format_target,
     format_value,
+    incident_lines,
     kpi_note,
     log_summary,
     no_failures,
@@ -44,6 +46,9 @@ def render_text(report: Report) -> str:
             f"{channel.attempts} attempts failed, {channel.dead} dead-lettered; {reasons}"
         )
         lines.append(f"    last error: {channel.last_error}")
+    if report.incidents is not None:
+        lines += ["", "Incidents (opened in the period)"]
+        lines += [f"  {line}" for line in incident_lines(report.incidents)]
     lines += ["", "Definitions"]
     lines += [f"  {term}: {meaning}" for term, meaning in DEFINITIONS]
     return "\n".join(lines) + "\n"
@@ -98,6 +103,7 @@ def render_json(report: Report) -> str:
             {"start": b.start, "end": b.end, "delivered": b.delivered, "p95": b.p95}
             for b in report.latency
         ],
+        "incidents": None if report.incidents is None else asdict(report.incidents),
         "definitions": dict(DEFINITIONS),
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
