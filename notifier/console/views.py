@@ -182,8 +182,10 @@ def route_test(runtime: Runtime, labels: dict[str, str]) -> dict[str, Any]:
         else route_labels(labels, loaded.routes, loaded.config.default_channels)
     )
     now = datetime.fromtimestamp(runtime.clock(), UTC)
+    policies = {r.name: r.escalation for r in loaded.config.routes if r.escalation}
     return {
         "routes": list(decision.routes),
+        "escalations": [(r, policies[r]) for r in decision.routes if r in policies],
         "heartbeats": renews,
         "channels": [
             {
