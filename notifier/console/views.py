@@ -1,8 +1,9 @@
 """What the console's pages show, read from the runtime and shaped for the templates.
 
 Pure reads: nothing here changes the store. The delivery log and the dead letters are
-read as one bounded window of the newest (``WINDOW`` rows), then filtered and paged
-here; a page shows ``limit`` rows before the ``before`` cursor.
+paged here: the first page reads ``limit + 1`` rows; a later page (``before``, a cursor)
+or a filtered one reads one bounded window of the newest (``WINDOW`` rows), then filters
+and pages it, so no page costs more than that window.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ RECENT_INCIDENTS = 50
 class Paged:
     rows: list[Any]
     next_before: str | None  # the cursor of the next (older) page, None on the last
-    total: int  # rows matching the filters within the window
+    total: int | None  # rows matching the filters within the window; None: not counted
 
 
 def page_of(rows: list[Any], cursor_of: Any, limit: int, before: str | None) -> Paged:
@@ -79,10 +80,15 @@ def _dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+def _rows_read(limit: int, whole_window: bool) -> int:
+    return WINDOW if whole_window else limit + 1
+
+
 async def dead_letters(runtime: Runtime, limit: int, before: str | None) -> Paged:
-    letters = await runtime.store.dead_letters(WINDOW)
+    letters = await runtime.store.dead_letters(_rows_read(limit, before is not None))
     paged = page_of(letters, lambda d: d.id, limit, before)
-    return Paged([_dead_letter_row(d) for d in paged.rows], paged.next_before, paged.total)
+    total = paged.total if before is not None else None
+    return Paged([_dead_letter_row(d) for d in paged.rows], paged.next_before, total)
 
 
 def _delivery_cursor(record: DeliveryRecord) -> str:
@@ -105,11 +111,12 @@ def _matches(record: DeliveryRecord, channel: str, outcome: str, text: str) -> b
 async def deliveries(
     runtime: Runtime, channel: str, outcome: str, text: str, limit: int, before: str | None
 ) -> Paged:
-    records = await runtime.store.deliveries(WINDOW)
+    scan = before is not None or bool(channel or outcome or text)
+    records = await runtime.store.deliveries(_rows_read(limit, scan))
     chosen = [r for r in records if _matches(r, channel, outcome, text)]
     paged = page_of(chosen, _delivery_cursor, limit, before)
     rows = [{**asdict(r), "cursor": _delivery_cursor(r)} for r in paged.rows]
-    return Paged(rows, paged.next_before, paged.total)
+    return Paged(rows, paged.next_before, paged.total if scan else None)
 
 
 async def channels(runtime: Runtime) -> list[dict[str, Any]]:
