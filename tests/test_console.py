@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from notifier.console.auth import is_loopback
 from notifier.console.session import COOKIE, Sessions
 from notifier.console.views import page_of
 from tests.conftest import TEMPLATES, AppFactory
@@ -37,6 +38,11 @@ def test_a_session_cookie_is_signed_and_expires() -> None:
     assert sessions.csrf_ok(session, sessions.csrf_token(session))
     other, _ = sessions.new("ops", now=1000.0)
     assert not sessions.csrf_ok(other, sessions.csrf_token(session))
+
+
+def test_only_loopback_callers_reach_an_open_console() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("127.8.0.2")
+    assert not is_loopback("10.0.0.5") and not is_loopback(None) and not is_loopback("unix")
 
 
 def test_a_page_is_the_rows_before_the_cursor() -> None:

@@ -54,6 +54,14 @@ def console_config(folder: Path, sinks: str, flaky: str) -> Path:
             "flaky": {"type": "webhook", "url": f"{flaky}/flaky"},
             "console": {"type": "log"},
         },
+        "heartbeats": [
+            {
+                "name": "prometheus-watchdog",
+                "matchers": ['alertname="Watchdog"'],
+                "timeout": "10m",
+                "channels": ["console"],
+            }
+        ],
         "responders": [{"name": "kim", "phone": "+821012345678"}],
         "escalation_policies": {
             "oncall": {
@@ -251,6 +259,7 @@ async def test_no_page_shows_a_secret(tmp_path: Path) -> None:
         warning = webhook_payload("LeakWarning", severity="warning")
         assert await setup.notifier.post_alerts(warning) == 202
         await wait_until(lambda: len(setup.flaky.requests) > 0, "the flaky sink", WAIT)
+        assert await setup.notifier.post_alerts(webhook_payload("Watchdog", "none")) == 202
         for name in [
             "incidents",
             "dead-letters",
@@ -271,6 +280,7 @@ async def test_no_page_shows_a_secret(tmp_path: Path) -> None:
             for secret in SECRETS:
                 assert secret not in html, f"{name} shows a secret"
         assert "oncall" in pages["routes"] and "standin" in pages["routes"]
+        assert "prometheus-watchdog" in pages["heartbeats"]
         assert (
             "escalation policy oncall (route critical)"
             in pages["routes?labels=severity%3Dcritical"]
