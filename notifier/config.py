@@ -309,6 +309,8 @@ class Responder(Model):
 class EscalationStep(Model):
     after: NonNegativeDuration  # after the step before (the first: after the opening)
     channels: list[str] = Field(min_length=1)
+    # Names from the top-level ``time_intervals`` (DESIGN §9): outside them the step waits.
+    active_time_intervals: list[str] = Field(default_factory=list)
 
 
 class EscalationPolicy(Model):
@@ -473,9 +475,22 @@ def _escalation_cross_check(raw: Mapping[str, Any], channels: Mapping[str, Any])
     problems: list[str] = []
     policies = raw.get("escalation_policies")
     policies = policies if isinstance(policies, dict) else {}
+    intervals = raw.get("time_intervals")
+    interval_names = {
+        entry.get("name")
+        for entry in (intervals if isinstance(intervals, list) else [])
+        if isinstance(entry, dict)
+    }
     for name, policy in policies.items():
         steps = policy.get("steps") if isinstance(policy, dict) else None
         for s_index, step in enumerate(steps if isinstance(steps, list) else []):
+            windows = step.get("active_time_intervals") if isinstance(step, dict) else None
+            for w_index, window in enumerate(windows if isinstance(windows, list) else []):
+                if isinstance(window, str) and window not in interval_names:
+                    problems.append(
+                        f"escalation_policies.{name}.steps[{s_index}].active_time_intervals"
+                        f"[{w_index}]: undefined time interval {window!r}"
+                    )
             listed = step.get("channels") if isinstance(step, dict) else None
             for c_index, channel in enumerate(listed if isinstance(listed, list) else []):
                 if isinstance(channel, str) and channel not in channels:

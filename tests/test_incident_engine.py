@@ -4,13 +4,13 @@ notifications each one queues, and a compare-and-set conflict."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
 
 from notifier.incidents import machine
-from notifier.incidents.engine import IncidentEngine, Refusal
+from notifier.incidents.engine import IncidentEngine, Refusal, StepWindow, always_open
 from notifier.incidents.machine import Incident, State
 from notifier.metrics import Metrics
 from notifier.notification import Notification
@@ -28,7 +28,12 @@ POLICY = {
 
 
 class Harness:
-    def __init__(self, store: MemoryStore | None = None, repeat: int = 0) -> None:
+    def __init__(
+        self,
+        store: MemoryStore | None = None,
+        repeat: int = 0,
+        step_window: StepWindow = always_open,
+    ) -> None:
         self.loaded = config_for_tests(
             {"console": {}, "pager-slack": {}, "pager-sms": {}},
             [
@@ -56,6 +61,7 @@ class Harness:
             new_id=lambda: f"id{next(ids)}",
             new_code=lambda: next(codes),
             new_incident_id=lambda: f"inc{next(ids)}",
+            step_window=step_window,
         )
         self.timers = TimerLoop(
             self.store, {"incident": self.engine.on_timer}, lease=60, clock=self.clock
@@ -221,8 +227,11 @@ async def test_silence_pauses_the_steps_until_it_ends(h: Harness) -> None:
     await h.timers.run_due()
     await h.sent()
     outcome = await h.engine.silence((await h.incident()).id, "lee", 3600, "api")
-    assert outcome.changed
-    assert channels(await h.sent()) == [("pager-slack", "announcement", "silenced")]
+    assert outcome.changed and outcome.incident is not None
+    assert outcome.incident.timeline[-1].detail.startswith("by lee via api until")
+    told = await h.sent()
+    assert channels(told) == [("pager-slack", "announcement", "silenced")]
+    assert told[0].incident is not None and told[0].incident.by == "lee"
     h.clock.advance(600)
     assert await h.timers.run_due() == 0  # step 2 was due, but it is silenced
     h.clock.advance(3000)
@@ -294,3 +303,55 @@ async def test_a_refresh_keeps_the_latest_alerts_for_later_pages(h: Harness) -> 
     incident = await h.incident()
     assert incident.epoch == 2  # the refresh did not move the epoch (opened 1, step 2)
     assert replace(incident, group_state="") != incident
+
+
+async def test_a_step_outside_its_time_window_waits_for_the_opening() -> None:
+    opening = 1_800_000_000.0 + 3600
+    asked: list[tuple[str, ...]] = []
+
+    def window(names: Sequence[str], now: float) -> float | None:
+        asked.append(tuple(names))
+        return now if now >= opening else opening
+
+    h = Harness(step_window=window)
+    policy = h.loaded.config.escalation_policies["oncall"]
+    limited = policy.steps[1].model_copy(update={"active_time_intervals": ["market-hours"]})
+    config = h.loaded.config.model_copy(
+        update={
+            "escalation_policies": {
+                "oncall": policy.model_copy(update={"steps": [policy.steps[0], limited]})
+            }
+        }
+    )
+    h.loaded = replace(h.loaded, config=config)
+    await h.fire()
+    await h.timers.run_due()
+    await h.sent()
+    h.clock.advance(300)  # step 2 is due, but its window opens at `opening`
+    assert await h.timers.run_due() == 1
+    assert await h.sent() == []
+    assert asked == [("market-hours",)]
+    assert await h.store.next_timer_at() == opening
+    h.clock.now = opening
+    assert await h.timers.run_due() == 1
+    assert channels(await h.sent()) == [("pager-slack", "page", None), ("pager-sms", "page", None)]
+
+
+async def test_an_acknowledgement_cancels_a_step_waiting_for_its_window() -> None:
+    h = Harness(step_window=lambda names, now: now + 3600)
+    policy = h.loaded.config.escalation_policies["oncall"]
+    limited = policy.steps[1].model_copy(update={"active_time_intervals": ["night"]})
+    config = h.loaded.config.model_copy(
+        update={
+            "escalation_policies": {
+                "oncall": policy.model_copy(update={"steps": [policy.steps[0], limited]})
+            }
+        }
+    )
+    h.loaded = replace(h.loaded, config=config)
+    await h.fire()
+    await h.timers.run_due()
+    h.clock.advance(300)
+    await h.timers.run_due()  # step 2 moved to its window
+    await h.engine.acknowledge((await h.incident()).id, "kim", "api")
+    assert await h.store.next_timer_at() == h.clock() + 30 * 60  # only the ack timeout is left

@@ -55,6 +55,15 @@ TIMER_OWNER = "incident"
 _CAS_TRIES = 20  # a change that loses this many races in a row is reported as unavailable
 _CODE_TRIES = 50  # random ack codes tried against the open incidents' codes
 _GAUGE_LIMIT = 100_000  # open incidents counted for the gauge
+_NEVER_OPENS_RECHECK = 24 * 3600.0  # a step whose window never opens is looked at again daily
+
+# When a step limited to these ``active_time_intervals`` may be sent, at or after ``now``:
+# ``now`` while one holds, the next opening otherwise, None if none opens (DESIGN §9).
+StepWindow = Callable[[Sequence[str], float], float | None]
+
+
+def always_open(_names: Sequence[str], now: float) -> float | None:
+    return now
 
 
 class Refusal(StrEnum):
@@ -86,7 +95,11 @@ def policy_of(loaded: LoadedConfig, name: str) -> Policy | None:
     return Policy(
         name=name,
         steps=tuple(
-            PolicyStep(after=s.after.total_seconds(), channels=tuple(s.channels))
+            PolicyStep(
+                after=s.after.total_seconds(),
+                channels=tuple(s.channels),
+                active_time_intervals=tuple(s.active_time_intervals),
+            )
             for s in config.steps
         ),
         repeat=config.repeat,
@@ -117,6 +130,7 @@ class IncidentEngine:
         new_incident_id: Callable[[], str] = new_incident_id,
         on_enqueued: Callable[[], None] = lambda: None,
         on_scheduled: Callable[[], None] = lambda: None,
+        step_window: StepWindow = always_open,
     ) -> None:
         """``config`` returns the config in force (reloads swap it); ``on_enqueued`` wakes
         the dispatcher, ``on_scheduled`` the timer loop."""
@@ -129,6 +143,7 @@ class IncidentEngine:
         self._new_incident_id = new_incident_id
         self._on_enqueued = on_enqueued
         self._on_scheduled = on_scheduled
+        self._step_window = step_window
 
     # -- responders ---------------------------------------------------------------------
 
@@ -179,7 +194,7 @@ class IncidentEngine:
             incident_id,
             by,
             lambda _policy, incident: machine.silence(
-                incident, by=f"{by} via {path}", until=now + duration, now=now
+                incident, by=by, until=now + duration, now=now, path=path
             ),
             now,
         )
@@ -341,6 +356,8 @@ class IncidentEngine:
         what = timer.kind.partition(".")[2]
         if what == "step":
             index = int(timer.data.get("page_index") or 0)
+            if await self._waits_for_its_window(timer, incident_id, epoch, index, now):
+                return
             outcome = await self._change(
                 incident_id,
                 lambda policy, incident: machine.step_due(
@@ -372,6 +389,29 @@ class IncidentEngine:
             )
         else:
             log.warning("unknown incident timer %s", timer.kind)
+
+    async def _waits_for_its_window(
+        self, timer: Timer, incident_id: str, epoch: int, index: int, now: float
+    ) -> bool:
+        """A due step outside its ``active_time_intervals`` is moved to its window's opening
+        (the same timer, so an acknowledgement or resolution still cancels it)."""
+        incident = await self._store.get_incident(incident_id)
+        if incident is None or incident.state is not State.OPEN or incident.epoch != epoch:
+            return False  # the machine ignores it: nothing to wait for
+        policy = self.policy(incident)
+        names = policy.step(index).active_time_intervals
+        if not names:
+            return False
+        opens = self._step_window(names, now)
+        if opens is not None and opens <= now:
+            return False
+        due_at = now + _NEVER_OPENS_RECHECK if opens is None else opens
+        await self._store.schedule_timers([replace(timer, id=self._new_id(), due_at=due_at)])
+        log.info(
+            "escalation step waits for its time window",
+            extra={"incident": incident_id, "step": index % len(policy.steps) + 1, "until": due_at},
+        )
+        return True
 
     # -- writing a change ---------------------------------------------------------------
 

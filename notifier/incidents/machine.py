@@ -218,7 +218,9 @@ def unacknowledge(policy: Policy, incident: Incident, *, by: str, now: float) ->
     return _escalate_again(policy, incident, now, "unacknowledged", f"by {by}", by)
 
 
-def silence(incident: Incident, *, by: str, until: float, now: float) -> Transition:
+def silence(
+    incident: Incident, *, by: str, until: float, now: float, path: AckPath | None = None
+) -> Transition:
     """Pause the steps until ``until``; they resume then if the group still fires."""
     if incident.state not in (State.OPEN, State.ACKNOWLEDGED) or until <= now:
         return Transition(incident)
@@ -227,7 +229,10 @@ def silence(incident: Incident, *, by: str, until: float, now: float) -> Transit
         state=State.SILENCED,
         epoch=incident.epoch + 1,
         silenced_until=until,
-        timeline=(*incident.timeline, TimelineEntry(now, "silenced", f"by {by} until {until:.0f}")),
+        timeline=(
+            *incident.timeline,
+            TimelineEntry(now, "silenced", f"by {by}{_via(path)} until {until:.0f}"),
+        ),
     )
     return Transition(
         changed,
@@ -307,6 +312,10 @@ def _escalate_again(
             _step_timer(policy, changed, 0, now),
         ),
     )
+
+
+def _via(path: AckPath | None) -> str:
+    return "" if path is None else f" via {path}"
 
 
 def _step_timer(policy: Policy, incident: Incident, page_index: int, now: float) -> StartTimer:
