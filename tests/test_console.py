@@ -141,3 +141,10 @@ async def test_a_purge_needs_its_confirmation(app_client: AppFactory) -> None:
         "/ui/dead-letters/purge", data={"csrf": token, "confirm": "purge"}, allow_redirects=False
     )
     assert "purged" in confirmed.headers["Location"]
+
+
+async def test_a_large_form_is_refused_unread(app_client: AppFactory) -> None:
+    client = await app_client(OPEN)
+    html = await (await client.get("/ui/dead-letters")).text()
+    body = {"csrf": _csrf(html), "padding": "x" * 70_000}
+    assert (await client.post("/ui/dead-letters/replay-all", data=body)).status == 413

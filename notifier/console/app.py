@@ -8,7 +8,6 @@ never a redirect loop: a GET without a session goes to the login form, a POST is
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from notifier.console.session import COOKIE, LIFETIME, Session, Sessions
 from notifier.runtime import Runtime
 
 PREFIX = "/ui"
+MAX_FORM_BYTES = 64 * 1024
 RUNTIME = web.AppKey("console_runtime", Runtime)
 SESSIONS = web.AppKey("console_sessions", Sessions)
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
@@ -106,10 +106,13 @@ def _secure(request: web.Request) -> bool:
 def guard(
     page: Page, *, login_required: bool = True
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``page`` behind the console's rules: a session (or, without ``server.auth``, a
+    loopback caller), and on a POST a small form whose CSRF token matches the session."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
         sessions = request.app[SESSIONS]
-        now = time.time()
+        now = runtime.clock()
         auth = runtime.loaded.config.server.auth
         session = sessions.read(request.cookies.get(COOKIE), now)
         new_cookie = None
@@ -128,6 +131,9 @@ def guard(
             if session is None:  # the login form's own anonymous session, for its CSRF token
                 session, new_cookie = sessions.new("", now)
         if request.method == "POST":
+            # The app takes huge webhook bodies; a console form is small, read only if so.
+            if request.content_length is None or request.content_length > MAX_FORM_BYTES:
+                return refusal(request, 413, "A console form is at most 64 KiB.")
             form = await request.post()
             token = form.get("csrf")
             if not sessions.csrf_ok(session, token if isinstance(token, str) else None):
