@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from notifier.console.auth import is_loopback
 from notifier.console.session import COOKIE, Sessions
 from notifier.console.views import page_of
+from notifier.testing import make_payload
 from tests.conftest import TEMPLATES, AppFactory
+from tests.processes import wait_until
 
 BASIC = f"""
 server:
@@ -148,3 +151,64 @@ async def test_a_large_form_is_refused_unread(app_client: AppFactory) -> None:
     html = await (await client.get("/ui/dead-letters")).text()
     body = {"csrf": _csrf(html), "padding": "x" * 70_000}
     assert (await client.post("/ui/dead-letters/replay-all", data=body)).status == 413
+
+
+INCIDENTS = f"""
+server:
+  listen: "127.0.0.1:0"
+storage: {{url: "memory://"}}
+templates_dir: "{TEMPLATES}"
+channels:
+  console: {{type: log}}
+  pager: {{type: log}}
+responders:
+  - {{name: kim}}
+escalation_policies:
+  oncall:
+    steps:
+      - {{after: 0s, channels: [pager]}}
+      - {{after: 1h, channels: [console]}}
+routes:
+  - name: critical
+    matchers: ['severity="critical"']
+    channels: []
+    escalation: oncall
+default_channels: [console]
+"""
+
+
+async def test_the_incident_forms_go_through_the_engine(app_client: AppFactory) -> None:
+    client = await app_client(INCIDENTS)
+    body = make_payload(group_key="g1").model_dump_json(by_alias=True)
+    fired = await client.post(
+        "/api/v1/alerts", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert fired.status == 202
+
+    async def incident() -> dict[str, Any]:
+        return dict((await (await client.get("/api/v1/incidents")).json())["incidents"][0])
+
+    await wait_until(lambda: _paged(incident), "step 1")
+    path = f"/ui/incidents/{(await incident())['id']}"
+    token = _csrf(await (await client.get("/ui/incidents")).text())
+
+    async def act(action: str, **form: str) -> str:
+        answer = await client.post(
+            f"{path}/{action}", data={"csrf": token, **form}, allow_redirects=False
+        )
+        assert answer.status == 303
+        return unquote_plus(answer.headers["Location"])
+
+    assert "not changed (not a responder)" in await act("ack", by="mallory")
+    assert (await incident())["state"] == "open"
+    assert "acknowledged" in await act("ack", by="kim")
+    assert (await incident())["acknowledged_by"] == "kim"
+    assert "un-acknowledged" in await act("unack", by="kim")
+    assert (await incident())["state"] == "open"
+    assert "silenced until resolved" in await act("silence", by="kim", **{"for": "resolved"})
+    assert (await incident())["state"] == "silenced"
+    assert "1h, 4h or until resolved" in await act("silence", by="kim", **{"for": "2d"})
+
+
+async def _paged(incident: Any) -> bool:
+    return bool((await incident())["pages_sent"] == 1)
