@@ -122,6 +122,13 @@ class Dispatcher:
     def circuit_states(self) -> dict[str, CircuitState]:
         return {name: lane.breaker.state for name, lane in self._lanes.items()}
 
+    def rate_limit_use(self, now: float) -> dict[str, float | None]:
+        """Each channel's share of its rate limit used lately (None: no limit), for the console."""
+        return {
+            name: None if lane.limiter is None else lane.limiter.utilisation(now)
+            for name, lane in self._lanes.items()
+        }
+
     def wake(self) -> None:
         """New work was enqueued: claim now instead of at the next timer."""
         self._wakeup.set()

@@ -31,7 +31,7 @@ from aiohttp import HttpVersion11, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import ValidationError
 
-from notifier import __version__
+from notifier import __version__, console
 from notifier.config import AuthConfig
 from notifier.health import StoreCheck
 from notifier.heartbeats.status import heartbeats_json
@@ -87,8 +87,13 @@ def _authorized(auth: AuthConfig | None, header: str | None) -> bool:
 
 
 def _needs_credentials(request: web.Request) -> bool:
-    # A path or method no route serves answers 404/405 whoever asks.
-    return request.match_info.http_exception is None and request.path not in OPEN_PATHS
+    # A path or method no route serves answers 404/405 whoever asks. The console checks
+    # its own login (a session cookie, not these credentials).
+    return (
+        request.match_info.http_exception is None
+        and request.path not in OPEN_PATHS
+        and not console.is_console(request.path)
+    )
 
 
 def _credentials_ok(request: web.Request) -> bool:
@@ -423,6 +428,7 @@ def create_app(runtime: Runtime) -> web.Application:
         web.route(method, path, handler, expect_handler=continue_if_acceptable)
         for method, path, handler in incident_routes(lambda request: request.app[RUNTIME].incidents)
     )
+    console.mount(app, runtime)
     return app
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -198,6 +199,11 @@ async def test_the_installed_wheel_serves_the_seed_config_the_image_way(
             every_channel = {EMAIL: 1, SLACK: 1, SMS: 1, WEBHOOK: 1}
             await wait_until(lambda: local.counts() == every_channel, "one message per channel", 30)
             metrics = await scrape(f"{url}/metrics")
+            # The console's templates and static files come from the installed package.
+            async with aiohttp.ClientSession() as session:
+                for path in ("/ui/login", "/ui/static/console.css", "/ui/static/console.js"):
+                    async with session.get(url + path) as answer:
+                        assert answer.status == 200, (path, await answer.text())
         finally:
             server.kill()
             server.dump_log()
