@@ -212,3 +212,20 @@ async def test_the_incident_forms_go_through_the_engine(app_client: AppFactory) 
 
 async def _paged(incident: Any) -> bool:
     return bool((await incident())["pages_sent"] == 1)
+
+
+async def test_the_channels_page_shows_each_channels_storm_mode(app_client: AppFactory) -> None:
+    with_digests = OPEN.replace(
+        "  console: {type: log}\n",
+        "  console: {type: log}\n"
+        '  pager: {type: sms, account_sid: AC1, auth_token: t0ken, from: "+15005550006",'
+        ' to: ["+15005550001"], rate_limit: 1, api_url: "http://127.0.0.1:9"}\n',
+    )
+    client = await app_client(with_digests)
+    html = await (await client.get("/ui/channels")).text()
+    rows = {
+        name: re.sub(r"<[^>]+>", " ", row)
+        for name, row in re.findall(r'<tr id="channel-([\w-]+)">(.*?)</tr>', html, re.S)
+    }
+    assert "no digests" in rows["console"]  # a log channel has no storm mode
+    assert " off " in rows["pager"] and "no digests" not in rows["pager"]

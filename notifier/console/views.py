@@ -124,6 +124,8 @@ async def channels(runtime: Runtime) -> list[dict[str, Any]]:
     now = runtime.clock()
     circuits = dispatcher.circuit_states() if dispatcher else {}
     limits = dispatcher.rate_limit_use(now) if dispatcher else {}
+    # Only channels with storm digests have a storm mode (DESIGN §10).
+    storms = runtime.storm_watch.in_storm() if runtime.storm_watch else {}
     last_error: dict[str, DeliveryRecord] = {}
     for record in await runtime.store.deliveries(1000):
         if record.outcome != "delivered":
@@ -134,6 +136,7 @@ async def channels(runtime: Runtime) -> list[dict[str, Any]]:
             "type": config.type,
             "circuit": str(circuits.get(name, "-")),
             "rate_limit_use": limits.get(name),
+            "storm": storms.get(name),
             "last_error": last_error.get(name),
         }
         for name, config in runtime.loaded.config.channels.items()
