@@ -131,7 +131,11 @@ class CurlSession:
         self._multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, _CONNECTIONS)
         self._multi.setopt(pycurl.M_MAXCONNECTS, _CONNECTIONS)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # libcurl's next deadline (loop time), the wake-up armed at or before it, and
+        # whether a wake-up for "now" is queued.
+        self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._kick_pending = False
         self._watched: dict[int, int] = {}  # fd -> the POLL_* libcurl asked for
         self._transfers: dict[pycurl.Curl, _Transfer] = {}
         self._idle: list[pycurl.Curl] = []
@@ -222,13 +226,51 @@ class CurlSession:
         self._watched[fd] = what
 
     def _set_timer(self, timeout_ms: int) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if timeout_ms >= 0 and self._loop is not None:
-            self._timer = self._loop.call_later(
-                timeout_ms / 1000, self._act, pycurl.SOCKET_TIMEOUT, 0
-            )
+        """libcurl's next deadline moved: remember it; arm a wake-up only if none comes sooner.
+
+        libcurl moves it with nearly every request (to the oldest request's timeout, or to
+        "now" to start a new one). Rescheduling a loop timer each time showed in profiles,
+        so one wake-up is kept armed at or before the deadline, and checks it when it fires.
+        """
+        loop = self._loop
+        if loop is None:
+            return
+        if timeout_ms < 0:
+            self._deadline = None  # an armed wake-up finds nothing to do
+            return
+        if timeout_ms == 0:
+            self._deadline = loop.time()
+            if not self._kick_pending:
+                self._kick_pending = True
+                loop.call_soon(self._kick)
+            return
+        deadline = self._deadline = loop.time() + timeout_ms / 1000
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._wake)
+
+    def _kick(self) -> None:
+        self._kick_pending = False
+        self._on_deadline()
+
+    def _wake(self) -> None:
+        self._timer = None
+        self._on_deadline()
+
+    def _on_deadline(self) -> None:
+        """Run libcurl's timeouts if its deadline has come, else wake again at it."""
+        loop, deadline = self._loop, self._deadline
+        if loop is None or deadline is None:
+            return
+        if deadline > loop.time():
+            if self._timer is None or self._timer.when() > deadline:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(deadline, self._wake)
+            return
+        self._deadline = None  # libcurl sets the next one while it acts
+        self._act(pycurl.SOCKET_TIMEOUT, 0)
 
     # Loop callbacks: drive the transfers, then settle the finished ones.
 
