@@ -104,12 +104,16 @@ class GroupCommitWriter:
 
     async def run(self, op: Op[T]) -> T:
         """Run ``op`` in the next batch; return its result once the batch is committed."""
+        return await self.submit(op)
+
+    def submit(self, op: Op[T]) -> asyncio.Future[T]:
+        """Queue ``op`` for the next batch; the future settles once the batch is committed."""
         if self._thread is None:
             raise StoreUnavailable(f"{self._name} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Item(op, future, loop))
-        return await future
+        return future
 
     def _run(self) -> None:
         stopping = False
