@@ -6,6 +6,7 @@ import gc
 import hashlib
 import hmac
 import json
+import random
 import ssl
 import warnings
 from collections.abc import AsyncIterator
@@ -22,6 +23,9 @@ from notifier import __version__
 from notifier.channels.base import FailureReason, PermanentError, RetryableError
 from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import LoadedConfig
+from notifier.dedup import plan_notifications
+from notifier.delivery import Deliverer, Lane, LaneSettings
+from notifier.metrics import Metrics
 from notifier.payload import WebhookPayload
 from notifier.store.memory import MemoryStore
 from notifier.templates import Renderer
@@ -307,6 +311,32 @@ async def test_a_header_with_a_line_break_is_refused_when_opening(
         await open_hook(
             tmp_path, opened, "http://127.0.0.1:9/a", headers={"X-Team": "ops\r\nX-Evil: 1"}
         )
+
+
+async def test_a_dispatched_send_to_a_silent_peer_ends_by_the_channels_own_timeout(
+    tmp_path: Path, opened: list[Channels]
+) -> None:
+    """The dispatcher puts no timer of its own around a webhook send: libcurl's ends it."""
+    async with silent_server() as port:
+        loaded, channels = await open_hook(
+            tmp_path, opened, f"http://127.0.0.1:{port}/a", timeout="200ms"
+        )
+        lane = Lane(channels["hook"], LaneSettings.from_config(loaded, "hook", 4), Metrics(), clock)
+        assert lane.self_timed
+        store = MemoryStore()
+        planned = plan_notifications(fixture("firing_single"), loaded, NOW, lambda: "job-1")
+        await store.enqueue([job for job in planned if job.channel == "hook"], NOW)
+        [claimed] = await store.claim(1, lease=60.0, now=NOW)
+
+        await Deliverer(store, Metrics(), clock, random.Random(1)).run(claimed, lane)
+
+    [attempt] = await store.deliveries()
+    assert (attempt.outcome, attempt.reason) == ("retry", "timeout")
+    assert attempt.error is not None and "no answer within 0.2s" in attempt.error
+
+
+def clock() -> float:
+    return NOW
 
 
 async def test_preview_shows_the_body_without_credentials(

@@ -93,6 +93,8 @@ class WebhookChannel:
         self._max_alerts = config.max_alerts
         self._session = session
         self._timeout = timeout
+        # libcurl ends every request within it, so the dispatcher adds no timer of its own.
+        self.send_timeout = timeout
         self._clock = clock
         headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": "application/json"}
         for key, value in headers.items():
