@@ -364,7 +364,8 @@ class Deliverer:
 
     async def _write(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
         """One store write, retried while the store is briefly unreachable."""
-        retrying = AsyncRetrying(
+        retrying = partial(
+            AsyncRetrying,
             retry=retry_if_exception_type(StoreUnavailable),
             stop=stop_after_attempt(_STORE_TRIES),
             wait=_STORE_WAIT,
