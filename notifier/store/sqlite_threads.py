@@ -59,7 +59,7 @@ class _Item:
 # When a batch finds other ops already waiting, the writer waits this long (seconds) for
 # more before it commits: under load each commit (an fsync) then serves several times
 # as many ops, for a wait much shorter than the requests already spend queued.
-COMMIT_DELAY = 0.002
+COMMIT_DELAY = 0.005
 
 _Outcome = tuple[_Item, Any, BaseException | None]
 _STOP = object()
