@@ -306,16 +306,16 @@ async def test_a_busy_writer_waits_its_commit_delay_to_commit_more_at_once(
         await writer.run(lambda c: c.execute("CREATE TABLE t (x)"))  # alone: no delay
         assert len(commits) == 1
         busy = writer.submit(lambda c: time.sleep(0.2))
-        await asyncio.sleep(0.05)  # the writer is in that op: the next two queue up
-        queued = [writer.submit(insert(1)), writer.submit(insert(2))]
+        await asyncio.sleep(0.05)  # the writer is in that op: the next three queue up
+        queued = [writer.submit(insert(x)) for x in (1, 2, 3)]
         await busy
         await asyncio.sleep(0.1)  # they found each other waiting: the writer delays them
-        late = writer.submit(insert(3))
+        late = writer.submit(insert(4))
         await asyncio.gather(*queued, late)
     finally:
         await writer.stop()
-    assert len(commits) == 3  # the create, the busy op, then 1, 2 and 3 together
-    assert query(path, "SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,)]
+    assert len(commits) == 3  # the create, the busy op, then 1 to 4 together
+    assert query(path, "SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,), (4,)]
 
 
 async def test_a_claim_run_again_in_its_batch_still_takes_each_channels_share(

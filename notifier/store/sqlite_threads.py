@@ -4,8 +4,8 @@
 a queue. One thread takes whatever ops are waiting (up to ``max_batch``), runs them in
 ONE transaction, commits, and only then resolves each caller's future. While it commits
 (an fsync), new ops pile up and form the next batch, so under load one fsync serves many
-requests: a group commit. When the store is busy (a batch finds others already
-waiting), the thread waits ``commit_delay`` for more before committing, as PostgreSQL's
+requests: a group commit. When the store is busy (a batch finds several others
+already waiting), the thread waits ``commit_delay`` for more before committing, as PostgreSQL's
 ``commit_delay`` does, so each fsync serves a larger batch.
 
 - An op that raises (a bug, a constraint) fails alone; the rest of the batch commits.
@@ -56,10 +56,11 @@ class _Item:
     loop: asyncio.AbstractEventLoop
 
 
-# When a batch finds other ops already waiting, the writer waits this long (seconds) for
+# When a batch finds several ops already waiting, the writer waits this long (seconds) for
 # more before it commits: under load each commit (an fsync) then serves several times
 # as many ops, for a wait much shorter than the requests already spend queued.
 COMMIT_DELAY = 0.005
+_BUSY = 3  # ops in a batch that make the store count as busy (PostgreSQL's commit_siblings)
 
 _Outcome = tuple[_Item, Any, BaseException | None]
 _STOP = object()
@@ -137,9 +138,10 @@ class GroupCommitWriter:
             assert isinstance(first, _Item)
             batch = [first]
             stopping = self._take_waiting(batch)
-            if len(batch) > 1 and not stopping and self._commit_delay > 0:
+            if len(batch) >= _BUSY and not stopping and self._commit_delay > 0:
                 # Others were waiting: the store is busy. A moment more gathers a larger
-                # batch for the same commit (a lone op, as when idle, commits at once).
+                # batch for the same commit. A lone op, or two that met by chance (as when
+                # alerts come one at a time), commits at once.
                 time.sleep(self._commit_delay)
                 stopping = self._take_waiting(batch)
             self._hand_back(self._execute(batch))
