@@ -17,8 +17,13 @@ T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
 
-async def first_then_retrying(call: Callable[[], Awaitable[T]], retrying: AsyncRetrying) -> T:
+async def first_then_retrying(
+    call: Callable[[], Awaitable[T]], retrying: AsyncRetrying | Callable[[], AsyncRetrying]
+) -> T:
     """``await call()``; if it raises, ``retrying`` takes over with that failure as its first try.
+
+    ``retrying`` may be a function that builds it, called only after a failure: building
+    an ``AsyncRetrying`` costs microseconds that a call on every job's path need not pay.
 
     The first try runs without tenacity because its loop costs tens of microseconds a
     call and these calls are on every delivered job's path, while a retry is rare. Its
@@ -30,6 +35,8 @@ async def first_then_retrying(call: Callable[[], Awaitable[T]], retrying: AsyncR
         return await call()
     except Exception as exc:
         failure: Exception | None = exc
+    if not isinstance(retrying, AsyncRetrying):
+        retrying = retrying()
     async for attempt in retrying:
         with attempt:
             if failure is not None:

@@ -557,6 +557,15 @@ class StoreContract:
         kept = await store.deliveries(limit=1000)
         assert [r.job_id for r in kept] == [f"j{i}" for i in reversed(range(7, total))]
 
+    async def test_completions_at_once_are_all_logged_and_trimmed(self, store: Store) -> None:
+        total = DELIVERY_LOG_SIZE + 7
+        await store.enqueue([planned(f"j{i}") for i in range(total)], now=100.0)
+        await store.claim(limit=total, lease=30.0, now=100.0)
+        await asyncio.gather(*(store.complete(record(f"j{i}", at=101.0)) for i in range(total)))
+        kept = await store.deliveries(limit=1000)
+        assert sorted(r.job_id for r in kept) == sorted(f"j{i}" for i in range(7, total))
+        assert await store.claim(limit=total, lease=30.0, now=200.0) == []
+
     async def test_stats_count_queued_in_flight_due_and_dead(self, store: Store) -> None:
         await store.enqueue([planned("a"), planned("b"), planned("c")], now=100.0)
         await store.claim(limit=3, lease=40.0, now=110.0)  # leases end at 150

@@ -6,6 +6,8 @@ import gc
 import hashlib
 import hmac
 import json
+import random
+import ssl
 import warnings
 from collections.abc import AsyncIterator
 from email.utils import formatdate
@@ -13,13 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from notifier import __version__
 from notifier.channels.base import FailureReason, PermanentError, RetryableError
-from notifier.channels.registry import Channels, open_channels
+from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import LoadedConfig
+from notifier.dedup import plan_notifications
+from notifier.delivery import Deliverer, Lane, LaneSettings
+from notifier.metrics import Metrics
 from notifier.payload import WebhookPayload
 from notifier.store.memory import MemoryStore
 from notifier.templates import Renderer
@@ -39,6 +45,8 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.answers: list[web.Response] = []
+        self.peers: list[object] = []  # each request's client address
+        self.hosts: list[str] = []  # each request's Host
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -47,6 +55,8 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, dict(request.headers), await request.read()))
+        self.peers.append(request.transport and request.transport.get_extra_info("peername"))
+        self.hosts.append(request.host)
         if request.path == "/moved-here":
             return web.Response(status=200)
         return self.answers.pop(0) if self.answers else web.Response(status=200, text="ok")
@@ -241,6 +251,92 @@ async def test_a_peer_that_does_not_answer_times_out(
             await channels["hook"].send(notification(loaded, "hook", fixture("firing_single")))
 
     assert caught.value.reason == FailureReason.TIMEOUT
+
+
+async def test_sends_reuse_one_kept_alive_connection(
+    tmp_path: Path, opened: list[Channels], receiver: tuple[Receiver, TestServer]
+) -> None:
+    fake, server = receiver
+    loaded, channels = await open_hook(tmp_path, opened, str(server.make_url("/a")))
+    for _ in range(3):
+        await channels["hook"].send(notification(loaded, "hook", fixture("firing_single")))
+
+    assert len(fake.peers) == 3 and len(set(fake.peers)) == 1
+
+
+async def test_tls_is_verified_against_the_trust_store_ssl_uses(
+    tmp_path: Path, opened: list[Channels], aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    fake = Receiver()
+    server = await aiohttp_server(fake.app(), ssl=context)
+    url = str(server.make_url("/tls"))
+    loaded, untrusting = await open_hook(tmp_path, opened, url)
+    with pytest.raises(RetryableError, match=r"cannot connect \(TLS certificate") as caught:
+        await untrusting["hook"].send(notification(loaded, "hook", fixture("firing_single")))
+    assert caught.value.reason == FailureReason.CONNECTION
+    assert fake.requests == []
+
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    loaded, trusting = await open_hook(tmp_path, opened, url)
+    await trusting["hook"].send(notification(loaded, "hook", fixture("firing_single")))
+    assert len(fake.requests) == 1
+
+
+async def test_a_proxy_from_the_environment_is_used(
+    tmp_path: Path,
+    opened: list[Channels],
+    receiver: tuple[Receiver, TestServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy, server = receiver  # answers whatever it is asked, as a forwarding proxy would
+    monkeypatch.setenv("http_proxy", str(server.make_url("/")))
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    loaded, channels = await open_hook(tmp_path, opened, "http://hooks.invalid/in")
+
+    await channels["hook"].send(notification(loaded, "hook", fixture("firing_single")))
+
+    assert proxy.hosts == ["hooks.invalid"]
+
+
+async def test_a_header_with_a_line_break_is_refused_when_opening(
+    tmp_path: Path, opened: list[Channels]
+) -> None:
+    with pytest.raises(ChannelOpenError, match="line breaks"):
+        await open_hook(
+            tmp_path, opened, "http://127.0.0.1:9/a", headers={"X-Team": "ops\r\nX-Evil: 1"}
+        )
+
+
+async def test_a_dispatched_send_to_a_silent_peer_ends_by_the_channels_own_timeout(
+    tmp_path: Path, opened: list[Channels]
+) -> None:
+    """The dispatcher puts no timer of its own around a webhook send: libcurl's ends it."""
+    async with silent_server() as port:
+        loaded, channels = await open_hook(
+            tmp_path, opened, f"http://127.0.0.1:{port}/a", timeout="200ms"
+        )
+        lane = Lane(channels["hook"], LaneSettings.from_config(loaded, "hook", 4), Metrics(), clock)
+        assert lane.self_timed
+        store = MemoryStore()
+        planned = plan_notifications(fixture("firing_single"), loaded, NOW, lambda: "job-1")
+        await store.enqueue([job for job in planned if job.channel == "hook"], NOW)
+        [claimed] = await store.claim(1, lease=60.0, now=NOW)
+
+        await Deliverer(store, Metrics(), clock, random.Random(1)).run(claimed, lane)
+
+    [attempt] = await store.deliveries()
+    assert (attempt.outcome, attempt.reason) == ("retry", "timeout")
+    assert attempt.error is not None and "no answer within 0.2s" in attempt.error
+
+
+def clock() -> float:
+    return NOW
 
 
 async def test_preview_shows_the_body_without_credentials(

@@ -69,3 +69,17 @@ async def test_an_error_the_policy_does_not_retry_is_raised_at_once(failures_bef
         await first_then_retrying(call, retrying(pauses))
     assert call.calls == failures_before + 1
     assert pauses == [0.5] * failures_before
+
+
+async def test_a_policy_given_as_a_function_is_built_only_after_a_failure() -> None:
+    pauses: list[float] = []
+    built: list[int] = []
+
+    def build() -> AsyncRetrying:
+        built.append(1)
+        return retrying(pauses)
+
+    assert await first_then_retrying(Flaky(), build) == "done"
+    assert built == []
+    assert await first_then_retrying(Flaky(Down("1")), build) == "done"
+    assert (built, pauses) == ([1], [0.5])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,17 @@ async def test_same_payload_twice_is_deduplicated(app_client: AppFactory) -> Non
     second = await (await client.post("/api/v1/alerts", data=FIRING, headers=JSON)).json()
     assert first == {"accepted": 1, "notifications": 2, "deduplicated": 0}
     assert second == {"accepted": 1, "notifications": 0, "deduplicated": 2}
+
+
+async def test_request_lines_accepted_at_debug_refused_at_warning(
+    app_client: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await app_client()
+    with caplog.at_level(logging.DEBUG, logger="notifier.server"):
+        assert (await client.post("/api/v1/alerts", data=FIRING, headers=JSON)).status == 202
+        assert (await client.post("/api/v1/alerts", data=b"{", headers=JSON)).status == 400
+    lines = [(r.levelno, r.status) for r in caplog.records if r.msg == "webhook request"]
+    assert lines == [(logging.DEBUG, 202), (logging.WARNING, 400)]
 
 
 async def test_basic_auth(app_client: AppFactory) -> None:

@@ -286,6 +286,38 @@ async def test_an_op_that_fails_fails_alone_in_its_batch(tmp_path: Path) -> None
     assert query(path, "SELECT x FROM t ORDER BY x") == [(0,), (1,), (2,), (4,), (5,)]
 
 
+async def test_a_busy_writer_waits_its_commit_delay_to_commit_more_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "delay.db"
+    commits: list[str] = []
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        return conn
+
+    def insert(x: int) -> Callable[[sqlite3.Connection], None]:
+        return lambda conn: conn.execute("INSERT INTO t VALUES (?)", (x,)) and None
+
+    writer = GroupCommitWriter(connect, "test db", commit_delay=1.0)
+    writer.start()
+    try:
+        await writer.run(lambda c: c.execute("CREATE TABLE t (x)"))  # alone: no delay
+        assert len(commits) == 1
+        busy = writer.submit(lambda c: time.sleep(0.2))
+        await asyncio.sleep(0.05)  # the writer is in that op: the next three queue up
+        queued = [writer.submit(insert(x)) for x in (1, 2, 3)]
+        await busy
+        await asyncio.sleep(0.1)  # they found each other waiting: the writer delays them
+        late = writer.submit(insert(4))
+        await asyncio.gather(*queued, late)
+    finally:
+        await writer.stop()
+    assert len(commits) == 3  # the create, the busy op, then 1 to 4 together
+    assert query(path, "SELECT x FROM t ORDER BY x") == [(1,), (2,), (3,), (4,)]
+
+
 async def test_a_claim_run_again_in_its_batch_still_takes_each_channels_share(
     store: SQLiteStore,
 ) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import aiohttp
 
+from notifier.channels import curl
 from notifier.channels.base import DeliveryError, FailureReason, PermanentError, RetryableError
 
 SNIPPET_LIMIT = 200
@@ -70,6 +71,10 @@ def error_for_transport(exc: BaseException, peer: str, timeout: float) -> Delive
     if isinstance(exc, aiohttp.ClientConnectorError):
         cause = exc.os_error.strerror or type(exc.os_error).__name__
         return RetryableError(FailureReason.CONNECTION, f"{peer}: cannot connect ({cause})")
+    if isinstance(exc, curl.CannotConnect):
+        return RetryableError(FailureReason.CONNECTION, f"{peer}: cannot connect ({exc.cause})")
+    if isinstance(exc, curl.RequestFailed):
+        return RetryableError(FailureReason.OTHER, f"{peer}: request failed ({exc})")
     if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
         return RetryableError(
             FailureReason.CONNECTION, f"{peer}: connection failed ({type(exc).__name__})"

@@ -2,8 +2,9 @@
 
 ``open_channels`` is the one place channels are made (the server and the CLI both call
 it); ``Channels.aclose`` is the one place their clients are closed: each channel's own
-(Twilio's HTTP client) and the one ``aiohttp.ClientSession`` that the webhook channels
-and Slack (Web API and incoming webhooks) share. Nothing here sends or renders.
+(Twilio's HTTP client), the one ``aiohttp.ClientSession`` that Slack's channels (Web API
+and incoming webhooks) share, and the one ``CurlSession`` the webhook channels share.
+Nothing here sends or renders.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from notifier.channels.base import Channel
+from notifier.channels.curl import CurlSession
 from notifier.channels.email import EmailChannel, tls_context
 from notifier.channels.log import LogChannel
 from notifier.channels.slack import SlackChannel
@@ -44,12 +46,18 @@ class _BuildContext:
     state: ChannelState
     clock: Callable[[], float]
     session: aiohttp.ClientSession | None = None
+    curl: CurlSession | None = None
 
     def shared_session(self) -> aiohttp.ClientSession:
         if self.session is None:
             # No session-wide timeout: each channel bounds its own send with asyncio.timeout.
             self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         return self.session
+
+    def curl_session(self) -> CurlSession:
+        if self.curl is None:
+            self.curl = CurlSession()
+        return self.curl
 
     def timeout(self, name: str) -> float:
         return self.loaded.timeout(name).total_seconds()
@@ -93,7 +101,7 @@ def _webhook(name: str, config: WebhookConfig, build: _BuildContext) -> Channel:
     return WebhookChannel(
         name,
         config,
-        build.shared_session(),
+        build.curl_session(),
         timeout=build.timeout(name),
         clock=build.clock,
     )
@@ -187,6 +195,9 @@ def _closers(
     channels: dict[str, Channel], build: _BuildContext
 ) -> list[Callable[[], Awaitable[None]]]:
     closers: list[Callable[[], Awaitable[None]]] = [channel.close for channel in channels.values()]
+    # Last: the channels use them until closed.
     if build.session is not None:
-        closers.append(build.session.close)  # last: the channels use it until closed
+        closers.append(build.session.close)
+    if build.curl is not None:
+        closers.append(build.curl.close)
     return closers

@@ -11,20 +11,19 @@ request carries ``Idempotency-Key: <job_id>`` (stable across retries) so the rec
 drop a repeat of an at-least-once delivery. Redirects are not followed: they would carry
 the signature and the configured headers to another address.
 
-This is the benchmark's hot path: it shares one ``aiohttp.ClientSession`` (owned by the
-registry) and does no per-send setup beyond the body and two headers. It never retries.
+This is the benchmark's hot path: it shares one libcurl-backed ``CurlSession`` (owned by
+the registry; ``notifier.channels.curl`` says why not aiohttp's client) and does no
+per-send setup beyond the body and two headers. It never retries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict
 
@@ -36,6 +35,7 @@ from notifier.channels.classify import (
     parse_retry_after,
     snippet,
 )
+from notifier.channels.curl import CurlSession
 from notifier.config import WebhookChannel as WebhookConfig
 from notifier.notification import IncidentContext, Notification
 from notifier.payload import ALERTMANAGER_WIRE, Alert
@@ -83,7 +83,7 @@ class WebhookChannel:
         self,
         name: str,
         config: WebhookConfig,
-        session: aiohttp.ClientSession,
+        session: CurlSession,
         *,
         timeout: float,
         clock: Callable[[], float],
@@ -94,12 +94,15 @@ class WebhookChannel:
         self._max_alerts = config.max_alerts
         self._session = session
         self._timeout = timeout
+        # libcurl ends every request within it, so the dispatcher adds no timer of its own.
+        self.send_timeout = timeout
         self._clock = clock
-        self._headers = {
-            "User-Agent": USER_AGENT,
-            **config.headers,
-            "Content-Type": "application/json",
-        }
+        headers = {"User-Agent": USER_AGENT, **config.headers, "Content-Type": "application/json"}
+        for key, value in headers.items():
+            # Sent as written: a line break would start a header (or a body) of its own.
+            if not key or any(c in key for c in ":\r\n") or any(c in value for c in "\r\n"):
+                raise ValueError(f"header {key!r}: no line breaks, and no colon in the name")
+        self._headers = [f"{key}: {value}" for key, value in headers.items()]
         secret = config.hmac_secret.get_secret_value() if config.hmac_secret else ""
         self._secret = secret.encode() or None
         # Peer text is quoted in errors; a peer that echoes our request must not leak these.
@@ -127,31 +130,26 @@ class WebhookChannel:
             body["notifier"] = {**body["notifier"], "kind": n.kind, "incident": n.incident}
         return _BODY.dump_json(body, by_alias=True, context=ALERTMANAGER_WIRE)
 
-    def _request_headers(self, body: bytes, job_id: str) -> dict[str, str]:
-        headers = {**self._headers, "Idempotency-Key": job_id}
+    def _request_headers(self, body: bytes, job_id: str) -> list[str]:
+        headers = [*self._headers, f"Idempotency-Key: {job_id}"]
         if self._secret is not None:
             digest = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
-            headers["X-Notifier-Signature"] = f"sha256={digest}"
+            headers.append(f"X-Notifier-Signature: sha256={digest}")
         return headers
 
     async def send(self, notification: Notification) -> Receipt:
         body = self.body(notification)
         headers = self._request_headers(body, notification.job_id)
         try:
-            async with (
-                asyncio.timeout(self._timeout),
-                self._session.request(
-                    self._method, self._url, data=body, headers=headers, allow_redirects=False
-                ) as response,
-            ):
-                status = response.status
-                answer = await response.read()
-                retry_after = response.headers.get("Retry-After")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            answer = await self._session.request(
+                self._method, self._url, body, headers, self._timeout
+            )
+        except (TimeoutError, OSError) as exc:
             raise error_for_transport(exc, self._peer, self._timeout) from None
+        status = answer.status
         if 200 <= status < 300:
             return Receipt(self.name, f"{self._peer} answered {status}")
-        raise self._error(status, answer, retry_after)
+        raise self._error(status, answer.body, answer.retry_after)
 
     def _error(self, status: int, answer: bytes, retry_after: str | None) -> DeliveryError:
         what = f"{self._peer} answered {status}"

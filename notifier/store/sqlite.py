@@ -44,6 +44,7 @@ from notifier.store.base import (
     Timer,
     incident_timer_group,
 )
+from notifier.store.coalesce import Coalescer
 from notifier.store.recent import RecentNotifications
 from notifier.store.sqlite_schema import Synchronous, connect_reader, connect_writer
 from notifier.store.sqlite_threads import GroupCommitWriter, Reader
@@ -156,6 +157,7 @@ class SQLiteStore:
         self._writer = GroupCommitWriter(partial(connect_writer, path, synchronous), name)
         self._reader = Reader(partial(connect_reader, path), name)
         self._recent = RecentNotifications()
+        self._completions = Coalescer[DeliveryRecord](self._write_completions)
         self._next_sweep = float("-inf")  # when an enqueue next sweeps expired log entries
 
     async def open(self) -> None:
@@ -209,7 +211,11 @@ class SQLiteStore:
         ]
 
     async def complete(self, record: DeliveryRecord) -> None:
-        await self._writer.run(partial(_complete, record, self._log_size))
+        await self._completions.add(record)
+
+    def _write_completions(self, records: list[DeliveryRecord]) -> asyncio.Future[None]:
+        """The completions of one loop turn as one writer op (``Coalescer``)."""
+        return self._writer.submit(partial(_complete, records, self._log_size))
 
     async def reschedule(self, record: DeliveryRecord, not_before: float) -> None:
         params = _attempt_params(record) | {"not_before": not_before}
@@ -638,9 +644,11 @@ def _fold(
     return fold
 
 
-def _complete(record: DeliveryRecord, log_size: int, conn: sqlite3.Connection) -> None:
-    conn.execute("DELETE FROM jobs WHERE id = ? AND state = 'queued'", (record.job_id,))
-    _log(conn, record, log_size)
+def _complete(records: list[DeliveryRecord], log_size: int, conn: sqlite3.Connection) -> None:
+    conn.executemany(
+        "DELETE FROM jobs WHERE id = ? AND state = 'queued'", [(r.job_id,) for r in records]
+    )
+    _log_many(conn, records, log_size)
 
 
 def _finish(
@@ -665,25 +673,33 @@ def _attempt_params(record: DeliveryRecord) -> dict[str, object]:
 
 def _log(conn: sqlite3.Connection, record: DeliveryRecord, log_size: int) -> None:
     """Append ``record`` and drop what falls out of the newest ``log_size`` rows."""
-    row_id = conn.execute(
+    _log_many(conn, [record], log_size)
+
+
+def _log_many(conn: sqlite3.Connection, records: list[DeliveryRecord], log_size: int) -> None:
+    """Append ``records`` in order and drop what falls out of the newest ``log_size`` rows."""
+    conn.executemany(
         _LOG,
-        (
-            record.job_id,
-            record.channel,
-            record.channel_type,
-            record.outcome,
-            record.reason,
-            record.error,
-            record.latency,
-            record.at,
-            record.received_at,
-            record.severity,
-            record.status,
-            record.alerts,
-        ),
-    ).lastrowid
-    assert row_id is not None
-    # A rowid range delete: one index seek, and in steady state one row.
+        [
+            (
+                r.job_id,
+                r.channel,
+                r.channel_type,
+                r.outcome,
+                r.reason,
+                r.error,
+                r.latency,
+                r.at,
+                r.received_at,
+                r.severity,
+                r.status,
+                r.alerts,
+            )
+            for r in records
+        ],
+    )
+    (row_id,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+    # A rowid range delete: one index seek, and in steady state a row per record.
     conn.execute("DELETE FROM deliveries WHERE id <= ?", (row_id - log_size,))
 
 
