@@ -36,6 +36,7 @@ from notifier import builtin_templates
 from notifier.durations import format_duration, parse_duration
 from notifier.envsubst import interpolate, key_path
 from notifier.heartbeats.state import Heartbeat
+from notifier.raw_lists import mapping_entries, repeated_name
 from notifier.routing import Matcher, MatcherError, Route
 from notifier.windows import RouteWindow, TimeWindows, WhenMuted, build_windows, window_problems
 
@@ -444,30 +445,10 @@ def _cross_check(raw: Mapping[str, Any], templates_dir: Path) -> list[str]:
     problems: list[str] = []
     channels = raw.get("channels") if isinstance(raw.get("channels"), dict) else {}
     assert isinstance(channels, dict)
-    routes = raw.get("routes") if isinstance(raw.get("routes"), list) else []
-    assert isinstance(routes, list)
-    names: set[str] = set()
-    for index, route in enumerate(routes):
-        if not isinstance(route, dict):
-            continue
-        name = route.get("name")
-        if isinstance(name, str):
-            if name in names:
-                problems.append(f"routes[{index}].name: duplicate route name {name!r}")
-            names.add(name)
-        for m_index, matcher in enumerate(route.get("matchers") or []):
-            if not isinstance(matcher, str):
-                continue
-            try:
-                Matcher.parse(matcher)
-            except MatcherError as exc:
-                problems.append(f"routes[{index}].matchers[{m_index}]: {exc}")
-        for c_index, channel in enumerate(route.get("channels") or []):
-            if isinstance(channel, str) and channel not in channels:
-                problems.append(
-                    f"routes[{index}].channels[{c_index}]: undefined channel {channel!r}"
-                )
-    problems.extend(_heartbeat_problems(raw.get("heartbeats"), channels))
+    problems.extend(_named_entry_problems(raw.get("routes"), "routes", "route", channels))
+    problems.extend(
+        _named_entry_problems(raw.get("heartbeats"), "heartbeats", "heartbeat", channels)
+    )
     for index, channel in enumerate(raw.get("default_channels") or []):
         if isinstance(channel, str) and channel not in channels:
             problems.append(f"default_channels[{index}]: undefined channel {channel!r}")
@@ -525,14 +506,11 @@ def _escalation_cross_check(raw: Mapping[str, Any], channels: Mapping[str, Any])
             problems.append(
                 f"routes[{index}].escalation: undefined escalation policy {policy_name!r}"
             )
-    responders = raw.get("responders")
     seen: set[str] = set()
-    for index, responder in enumerate(responders if isinstance(responders, list) else []):
-        name = responder.get("name") if isinstance(responder, dict) else None
-        if isinstance(name, str):
-            if name in seen:
-                problems.append(f"responders[{index}].name: duplicate responder {name!r}")
-            seen.add(name)
+    for index, responder in mapping_entries(raw.get("responders")):
+        name = repeated_name(responder, seen)
+        if name is not None:
+            problems.append(f"responders[{index}].name: duplicate responder {name!r}")
     for name, channel in channels.items():
         if (
             isinstance(channel, dict)
@@ -559,29 +537,28 @@ def _build_routes(config: Config) -> tuple[Route, ...]:
     )
 
 
-def _heartbeat_problems(heartbeats: object, channels: Mapping[str, Any]) -> list[str]:
-    """Duplicate names, matchers that do not parse, channels that do not exist."""
+def _named_entry_problems(
+    entries: object, key: str, noun: str, channels: Mapping[str, Any]
+) -> list[str]:
+    """For the routes or heartbeats under ``key``: duplicate names, matchers that do not
+    parse, channels that do not exist."""
     problems: list[str] = []
     names: set[str] = set()
-    for index, heartbeat in enumerate(heartbeats if isinstance(heartbeats, list) else []):
-        if not isinstance(heartbeat, dict):
-            continue
-        name = heartbeat.get("name")
-        if isinstance(name, str):
-            if name in names:
-                problems.append(f"heartbeats[{index}].name: duplicate heartbeat name {name!r}")
-            names.add(name)
-        for m_index, matcher in enumerate(heartbeat.get("matchers") or []):
+    for index, entry in mapping_entries(entries):
+        name = repeated_name(entry, names)
+        if name is not None:
+            problems.append(f"{key}[{index}].name: duplicate {noun} name {name!r}")
+        for m_index, matcher in enumerate(entry.get("matchers") or []):
             if not isinstance(matcher, str):
                 continue
             try:
                 Matcher.parse(matcher)
             except MatcherError as exc:
-                problems.append(f"heartbeats[{index}].matchers[{m_index}]: {exc}")
-        for c_index, channel in enumerate(heartbeat.get("channels") or []):
+                problems.append(f"{key}[{index}].matchers[{m_index}]: {exc}")
+        for c_index, channel in enumerate(entry.get("channels") or []):
             if isinstance(channel, str) and channel not in channels:
                 problems.append(
-                    f"heartbeats[{index}].channels[{c_index}]: undefined channel {channel!r}"
+                    f"{key}[{index}].channels[{c_index}]: undefined channel {channel!r}"
                 )
     return problems
 

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from notifier import __version__, console
 from notifier.config import AuthConfig
+from notifier.dead_letter_view import dead_letter_json
 from notifier.health import StoreCheck
 from notifier.heartbeats.status import heartbeats_json
 from notifier.incidents.http import incident_routes
@@ -40,7 +41,7 @@ from notifier.incidents.slack_inbound import SLACK_PATH, slack_interactions_hand
 from notifier.incidents.sms_inbound import SMS_PATH, sms_handler
 from notifier.payload import WebhookPayload
 from notifier.runtime import Runtime
-from notifier.store.base import DeadLetter, StoreUnavailable
+from notifier.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -316,21 +317,6 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-def _dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "channel": letter.channel,
-        "reason": letter.reason,
-        "error": letter.error,
-        "attempts": letter.attempts,
-        "first_attempt_at": letter.first_attempt_at,
-        "last_attempt_at": letter.last_attempt_at,
-        "route": letter.notification.route,
-        "group_key": letter.notification.group_key,
-        "alerts": [a.model_dump(mode="json", by_alias=True) for a in letter.notification.alerts],
-    }
-
-
 def _limit(request: web.Request, default: int = 100) -> int:
     try:
         return max(1, min(int(request.query.get("limit", default)), 10_000))
@@ -346,7 +332,7 @@ async def deliveries(request: web.Request) -> web.Response:
 
 async def dead_letters(request: web.Request) -> web.Response:
     letters = await request.app[RUNTIME].store.dead_letters(_limit(request))
-    return web.json_response({"dead_letters": [_dead_letter_json(d) for d in letters]})
+    return web.json_response({"dead_letters": [dead_letter_json(d) for d in letters]})
 
 
 async def replay_dead_letter(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from notifier.raw_lists import mapping_entries, repeated_name
 from notifier.schedule import (
     TimeInterval,
     TimeIntervalError,
@@ -149,15 +150,10 @@ def window_problems(raw: Mapping[str, Any]) -> list[str]:
     """
     problems: list[str] = []
     names: set[str] = set()
-    entries = raw.get("time_intervals")
-    for index, entry in enumerate(entries if isinstance(entries, list) else []):
-        if not isinstance(entry, Mapping):
-            continue
-        name = entry.get("name")
-        if isinstance(name, str):
-            if name in names:
-                problems.append(f"time_intervals[{index}].name: duplicate name {name!r}")
-            names.add(name)
+    for index, entry in mapping_entries(raw.get("time_intervals")):
+        name = repeated_name(entry, names)
+        if name is not None:
+            problems.append(f"time_intervals[{index}].name: duplicate name {name!r}")
         items = entry.get("time_intervals")
         for i_index, item in enumerate(items if isinstance(items, list) else []):
             if not isinstance(item, Mapping):
@@ -167,10 +163,7 @@ def window_problems(raw: Mapping[str, Any]) -> list[str]:
             except TimeIntervalError as exc:
                 where = f"time_intervals[{index}].time_intervals[{i_index}]"
                 problems.append(f"{where}{'.' + exc.path if exc.path else ''}: {exc}")
-    routes = raw.get("routes")
-    for index, route in enumerate(routes if isinstance(routes, list) else []):
-        if not isinstance(route, Mapping):
-            continue
+    for index, route in mapping_entries(raw.get("routes")):
         for key in ("active_time_intervals", "mute_time_intervals"):
             listed = route.get(key)
             for n_index, name in enumerate(listed if isinstance(listed, list) else []):

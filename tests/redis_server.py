@@ -8,15 +8,18 @@ under ``CI=true`` it fails, so a build server without Redis cannot pass by skipp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from notifier.store.redis import RedisStore
 from tests.binaries import require_binary
 
 REDIS_HOST = "127.0.0.1"
@@ -96,3 +99,30 @@ class PrivateRedis:
         if process is not None:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def started_redis(folder: Path, *options: str) -> Iterator[PrivateRedis]:
+    """A ``PrivateRedis`` started in ``folder`` (made here) and killed on the way out."""
+    folder.mkdir()
+    server = PrivateRedis(folder, free_port(), *options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@contextlib.asynccontextmanager
+async def replica_stores() -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two stores on one fresh prefix of the shared server, as two replicas see it."""
+    url, prefix = require_redis(), fresh_prefix()
+    first, second = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
+    await first.open()
+    await second.open()
+    try:
+        yield first, second
+    finally:
+        await first.delete_all_keys()
+        await first.close()
+        await second.close()

@@ -67,6 +67,16 @@ class Harness:
             self.store, {"incident": self.engine.on_timer}, lease=60, clock=self.clock
         )
 
+    def limit_step_2(self, *intervals: str) -> None:
+        """Give the ``oncall`` policy's second step these ``active_time_intervals``."""
+        policy = self.loaded.config.escalation_policies["oncall"]
+        limited = policy.steps[1].model_copy(update={"active_time_intervals": list(intervals)})
+        steps = {"steps": [policy.steps[0], limited]}
+        config = self.loaded.config.model_copy(
+            update={"escalation_policies": {"oncall": policy.model_copy(update=steps)}}
+        )
+        self.loaded = replace(self.loaded, config=config)
+
     async def fire(self, **kwargs: object) -> None:
         await self.engine.on_payload(make_payload(group_key="g1", **kwargs), self.clock())  # type: ignore[arg-type]
 
@@ -314,16 +324,7 @@ async def test_a_step_outside_its_time_window_waits_for_the_opening() -> None:
         return now if now >= opening else opening
 
     h = Harness(step_window=window)
-    policy = h.loaded.config.escalation_policies["oncall"]
-    limited = policy.steps[1].model_copy(update={"active_time_intervals": ["market-hours"]})
-    config = h.loaded.config.model_copy(
-        update={
-            "escalation_policies": {
-                "oncall": policy.model_copy(update={"steps": [policy.steps[0], limited]})
-            }
-        }
-    )
-    h.loaded = replace(h.loaded, config=config)
+    h.limit_step_2("market-hours")
     await h.fire()
     await h.timers.run_due()
     await h.sent()
@@ -339,16 +340,7 @@ async def test_a_step_outside_its_time_window_waits_for_the_opening() -> None:
 
 async def test_an_acknowledgement_cancels_a_step_waiting_for_its_window() -> None:
     h = Harness(step_window=lambda names, now: now + 3600)
-    policy = h.loaded.config.escalation_policies["oncall"]
-    limited = policy.steps[1].model_copy(update={"active_time_intervals": ["night"]})
-    config = h.loaded.config.model_copy(
-        update={
-            "escalation_policies": {
-                "oncall": policy.model_copy(update={"steps": [policy.steps[0], limited]})
-            }
-        }
-    )
-    h.loaded = replace(h.loaded, config=config)
+    h.limit_step_2("night")
     await h.fire()
     await h.timers.run_due()
     h.clock.advance(300)

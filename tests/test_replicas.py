@@ -38,7 +38,7 @@ from tests.processes import (
     wait_until,
     webhook_payload,
 )
-from tests.redis_server import PrivateRedis, free_port
+from tests.redis_server import PrivateRedis, free_port, started_redis
 from tests.stand_ins import write_config
 
 WORKERS = 4
@@ -49,14 +49,10 @@ SINK_DELAY = 0.3
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     """A redis-server of this test's own, durable as deployed with ``appendfsync always``."""
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = PrivateRedis(folder, free_port(), "--appendonly", "yes", "--appendfsync", "always")
-    server.start()
-    try:
+    with started_redis(
+        tmp_path / "redis", "--appendonly", "yes", "--appendfsync", "always"
+    ) as server:
         yield server
-    finally:
-        server.kill()
 
 
 def replica_config(

@@ -21,7 +21,13 @@ from notifier.store.memory import MemoryStore
 from notifier.store.redis import RedisStore
 from notifier.store.redis_rate_limit import RedisTokenBucket
 from tests.processes import WebhookSink, serve_app, wait_until, webhook_payload
-from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
+from tests.redis_server import (
+    PrivateRedis,
+    free_port,
+    fresh_prefix,
+    replica_stores,
+    started_redis,
+)
 from tests.stand_ins import write_config
 from tests.test_replicas import post, running_replicas
 
@@ -32,27 +38,14 @@ TURN = 1 / RATE  # seconds between two tokens of a bucket of burst 1
 
 @pytest.fixture
 async def stores() -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    """Two stores on one prefix of the shared server, as two replicas see it."""
-    url, prefix = require_redis(), fresh_prefix()
-    first, second = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
-    await first.open()
-    await second.open()
-    yield first, second
-    await first.delete_all_keys()
-    await first.close()
-    await second.close()
+    async with replica_stores() as both:
+        yield both
 
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = PrivateRedis(folder, free_port())
-    server.start()
-    try:
+    with started_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.kill()
 
 
 def test_single_process_stores_keep_the_in_process_bucket() -> None:

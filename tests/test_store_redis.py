@@ -21,7 +21,13 @@ from notifier.dedup import FIRING_ENTRY_RETENTION
 from notifier.store.base import StoreUnavailable
 from notifier.store.redis import _SKIP_SCAN, RedisStore
 from notifier.store.redis_batch import ScriptBatcher
-from tests.redis_server import PrivateRedis, free_port, fresh_prefix, require_redis
+from tests.redis_server import (
+    PrivateRedis,
+    free_port,
+    fresh_prefix,
+    replica_stores,
+    require_redis,
+)
 from tests.store_contract import (
     assert_one_change_wins,
     ids,
@@ -37,15 +43,8 @@ PASSWORD = "s3cret-redis-pass"
 
 @pytest.fixture
 async def replicas() -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    """Two stores on one prefix of the shared server, as two notifier replicas see it."""
-    url, prefix = require_redis(), fresh_prefix()
-    first, second = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
-    await first.open()
-    await second.open()
-    yield first, second
-    await first.delete_all_keys()
-    await first.close()
-    await second.close()
+    async with replica_stores() as both:
+        yield both
 
 
 @pytest.fixture

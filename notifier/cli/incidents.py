@@ -108,8 +108,7 @@ def list_command(
     config_path: Path, url: str | None, token: str | None, as_json: bool, state: str
 ) -> None:
     """Incidents, open ones first, newest first."""
-    base = _base_url(config_path, url)
-    answer = asyncio.run(_call("GET", f"{base}/api/v1/incidents?state={state}", token))
+    answer = _get(config_path, url, token, f"/api/v1/incidents?state={state}")
     if as_json:
         click.echo(json.dumps(answer))
         return
@@ -129,12 +128,15 @@ def show_command(
     config_path: Path, url: str | None, token: str | None, as_json: bool, incident_id: str
 ) -> None:
     """One incident and its timeline."""
-    base = _base_url(config_path, url)
-    answer = asyncio.run(_call("GET", f"{base}/api/v1/incidents/{incident_id}", token))
+    answer = _get(config_path, url, token, f"/api/v1/incidents/{incident_id}")
     if as_json:
         click.echo(json.dumps(answer))
         return
     _show(answer["incident"])
+
+
+def _get(config_path: Path, url: str | None, token: str | None, path: str) -> dict[str, Any]:
+    return asyncio.run(_call("GET", _base_url(config_path, url) + path, token))
 
 
 def _act(

@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from notifier.dead_letter_view import dead_letter_json
 from notifier.heartbeats.state import matching
 from notifier.heartbeats.status import heartbeats_json
 from notifier.incidents.machine import State
 from notifier.incidents.views import incident_json
 from notifier.routing import RoutingDecision, route_labels
 from notifier.runtime import Runtime
-from notifier.store.base import DeadLetter, DeliveryRecord, StoreUnavailable
+from notifier.store.base import DeliveryRecord, StoreUnavailable
 
 WINDOW = 10_000  # newest rows a delivery or dead-letter page looks through
 PAGE = 50
@@ -64,22 +65,6 @@ async def incidents(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "channel": letter.channel,
-        "reason": letter.reason,
-        "error": letter.error,
-        "attempts": letter.attempts,
-        "first_attempt_at": letter.first_attempt_at,
-        "last_attempt_at": letter.last_attempt_at,
-        "route": letter.notification.route,
-        "alerts": [
-            {"status": a.status, "labels": dict(a.labels)} for a in letter.notification.alerts
-        ],
-    }
-
-
 def _rows_read(limit: int, whole_window: bool) -> int:
     return WINDOW if whole_window else limit + 1
 
@@ -88,7 +73,7 @@ async def dead_letters(runtime: Runtime, limit: int, before: str | None) -> Page
     letters = await runtime.store.dead_letters(_rows_read(limit, before is not None))
     paged = page_of(letters, lambda d: d.id, limit, before)
     total = paged.total if before is not None else None
-    return Paged([_dead_letter_row(d) for d in paged.rows], paged.next_before, total)
+    return Paged([dead_letter_json(d) for d in paged.rows], paged.next_before, total)
 
 
 def _delivery_cursor(record: DeliveryRecord) -> str:

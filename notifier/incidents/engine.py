@@ -26,6 +26,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from notifier.config import LoadedConfig, Responder
 from notifier.dedup import group_identity
@@ -56,6 +57,20 @@ _CAS_TRIES = 20  # a change that loses this many races in a row is reported as u
 _CODE_TRIES = 50  # random ack codes tried against the open incidents' codes
 _GAUGE_LIMIT = 100_000  # open incidents counted for the gauge
 _NEVER_OPENS_RECHECK = 24 * 3600.0  # a step whose window never opens is looked at again daily
+
+
+# Timers that end a wait (acknowledged, silenced), by kind: each is checked against the
+# incident's epoch the same way, so a stale timer changes nothing.
+class _WaitEnd(Protocol):
+    def __call__(
+        self, policy: Policy, incident: Incident, *, epoch: int, now: float
+    ) -> Transition: ...
+
+
+_WAIT_ENDS: dict[str, _WaitEnd] = {
+    "ack_timeout": machine.ack_timed_out,
+    "silence_end": machine.silence_ended,
+}
 
 # When a step limited to these ``active_time_intervals`` may be sent, at or after ``now``:
 # ``now`` while one holds, the next opening otherwise, None if none opens (DESIGN §9).
@@ -371,20 +386,10 @@ class IncidentEngine:
                 self._metrics.escalation_steps.labels(incident.policy, step).inc()
                 if index + 1 >= policy.total_steps:  # the page just sent was the last
                     self._metrics.incidents_reached_last_step.labels(incident.policy).inc()
-        elif what == "ack_timeout":
+        elif (ends := _WAIT_ENDS.get(what)) is not None:
             await self._change(
                 incident_id,
-                lambda policy, incident: machine.ack_timed_out(
-                    policy, incident, epoch=epoch, now=now
-                ),
-                now,
-            )
-        elif what == "silence_end":
-            await self._change(
-                incident_id,
-                lambda policy, incident: machine.silence_ended(
-                    policy, incident, epoch=epoch, now=now
-                ),
+                lambda policy, incident: ends(policy, incident, epoch=epoch, now=now),
                 now,
             )
         else:

@@ -49,6 +49,10 @@ class ActRequest(BaseModel):
         return value
 
 
+# What an action endpoint asks of the engine, given the incident id and the checked body.
+_Act = Callable[[IncidentEngine, str, ActRequest], Awaitable[Outcome]]
+
+
 def _error(status: int, error: str, details: list[Any] | None = None) -> web.Response:
     return web.json_response({"error": error, "details": details or []}, status=status)
 
@@ -67,6 +71,19 @@ async def _act_request(request: web.Request) -> ActRequest | web.Response:
             for e in exc.errors(include_url=False, include_input=False)
         ]
         return _error(400, 'the body must be {"by": "<responder>"}', details)
+
+
+async def _ack(engine: IncidentEngine, incident_id: str, body: ActRequest) -> Outcome:
+    return await engine.acknowledge(incident_id, body.by, "api")
+
+
+async def _unack(engine: IncidentEngine, incident_id: str, body: ActRequest) -> Outcome:
+    return await engine.unacknowledge(incident_id, body.by, "api")
+
+
+async def _silence(engine: IncidentEngine, incident_id: str, body: ActRequest) -> Outcome:
+    assert body.for_ is not None  # ``acting(needs_for=True)`` answered 400 otherwise
+    return await engine.silence(incident_id, body.by, body.for_, "api")
 
 
 def incident_routes(engine_of: EngineOf) -> list[Route]:
@@ -105,36 +122,25 @@ def incident_routes(engine_of: EngineOf) -> list[Route]:
         incident = incident_json(outcome.incident, engine.policy(outcome.incident))
         return web.json_response({"incident": incident, "changed": outcome.changed})
 
-    async def ack(request: web.Request) -> web.Response:
-        body = await _act_request(request)
-        if isinstance(body, web.Response):
-            return body
-        engine = engine_of(request)
-        outcome = await engine.acknowledge(request.match_info["id"], body.by, "api")
-        return answer(engine, outcome, body.by)
+    def acting(act: _Act, *, needs_for: bool = False) -> Handler:
+        """A POST on one incident: read ``{"by": ...}`` (and ``"for"``), ``act``, answer."""
 
-    async def unack(request: web.Request) -> web.Response:
-        body = await _act_request(request)
-        if isinstance(body, web.Response):
-            return body
-        engine = engine_of(request)
-        outcome = await engine.unacknowledge(request.match_info["id"], body.by, "api")
-        return answer(engine, outcome, body.by)
+        async def handler(request: web.Request) -> web.Response:
+            body = await _act_request(request)
+            if isinstance(body, web.Response):
+                return body
+            if needs_for and body.for_ is None:
+                return _error(400, 'silence needs "for", a duration like "1h"')
+            engine = engine_of(request)
+            outcome = await act(engine, request.match_info["id"], body)
+            return answer(engine, outcome, body.by)
 
-    async def silence(request: web.Request) -> web.Response:
-        body = await _act_request(request)
-        if isinstance(body, web.Response):
-            return body
-        if body.for_ is None:
-            return _error(400, 'silence needs "for", a duration like "1h"')
-        engine = engine_of(request)
-        outcome = await engine.silence(request.match_info["id"], body.by, body.for_, "api")
-        return answer(engine, outcome, body.by)
+        return handler
 
     return [
         ("GET", "/api/v1/incidents", list_incidents),
         ("GET", "/api/v1/incidents/{id}", show_incident),
-        ("POST", "/api/v1/incidents/{id}/ack", ack),
-        ("POST", "/api/v1/incidents/{id}/unack", unack),
-        ("POST", "/api/v1/incidents/{id}/silence", silence),
+        ("POST", "/api/v1/incidents/{id}/ack", acting(_ack)),
+        ("POST", "/api/v1/incidents/{id}/unack", acting(_unack)),
+        ("POST", "/api/v1/incidents/{id}/silence", acting(_silence, needs_for=True)),
     ]

@@ -73,6 +73,23 @@ local function needs_update(old, new, send_resolved, repeat_interval, now)
 end
 """
 
+# Stores a new job, insert-if-absent on its payload, the one way every script adds a job
+# (the module docstring's hashes); says whether it was new. ``queue`` lists the keys
+# ``due``, ``payload``, ``attempts``, ``enqueued`` and ``channel``, in that order.
+_ADD_JOB = """
+local function add_job(queue, id, payload, channel, enqueued_at, due_at)
+    local due, payloads, attempts, enqueued, channels = unpack(queue)
+    if redis.call('HSETNX', payloads, id, payload) ~= 1 then
+        return false
+    end
+    redis.call('HSET', attempts, id, 0)
+    redis.call('HSET', enqueued, id, enqueued_at)
+    redis.call('HSET', channels, id, channel)
+    redis.call('ZADD', due, due_at, id)
+    return true
+end
+"""
+
 # KEYS: these, then per job the key of its log entry and of its deferral (a hash: the
 # deferred job's id and the entry as it was before, ``told``, '' for none).
 # ARGV: now, wake channel, then per job: id ('' when there is nothing to send), channel,
@@ -84,8 +101,10 @@ end
 ENQUEUE = Lua(
     ("due", "payload", "attempts", "enqueued", "channel", "leased"),
     _NEEDS_UPDATE
+    + _ADD_JOB
     + """
 local now = tonumber(ARGV[1])
+local queue = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}
 
 local function live(raw)
     local entry = raw and cjson.decode(raw)
@@ -134,12 +153,8 @@ for i = 7, #KEYS, 2 do
     local send_resolved, repeat_interval = ARGV[arg + 4] == '1', tonumber(ARGV[arg + 5])
     if needs_update(basis, cjson.decode(entry), send_resolved, repeat_interval, now) then
         redis.call('SET', KEYS[i], entry, 'PX', ARGV[arg + 6])
-        if id ~= '' and redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
-            local due = not_before ~= '' and not_before or ARGV[1]
-            redis.call('HSET', KEYS[3], id, 0)
-            redis.call('HSET', KEYS[4], id, due)
-            redis.call('HSET', KEYS[5], id, ARGV[arg + 1])
-            redis.call('ZADD', KEYS[1], due, id)
+        local due = not_before ~= '' and not_before or ARGV[1]
+        if id ~= '' and add_job(queue, id, ARGV[arg + 2], ARGV[arg + 1], due, due) then
             if not_before ~= '' then
                 redis.call('HSET', KEYS[i + 1], 'job', id, 'told', basis_raw or '')
                 redis.call('PEXPIRE', KEYS[i + 1], ARGV[arg + 6])
@@ -486,6 +501,7 @@ return {'opened'}
 CHANGE_INCIDENT = Lua(
     (*_TIMER_KEYS, *_INCIDENT_KEYS, "due", "payload", "attempts", "enqueued", "channel"),
     _TIMERS
+    + _ADD_JOB
     + """
 local id = ARGV[1]
 if redis.call('HGET', KEYS[6], id) ~= ARGV[2] then
@@ -513,14 +529,10 @@ if ARGV[9] ~= '' then
 end
 local jobs_at = 13 + tonumber(ARGV[12]) * 5
 schedule(13, jobs_at - 1)
+local queue = {KEYS[11], KEYS[12], KEYS[13], KEYS[14], KEYS[15]}
 local enqueued = 0
 for i = jobs_at, #ARGV, 3 do
-    local job = ARGV[i]
-    if redis.call('HSETNX', KEYS[12], job, ARGV[i + 2]) == 1 then
-        redis.call('HSET', KEYS[13], job, 0)
-        redis.call('HSET', KEYS[14], job, ARGV[10])
-        redis.call('HSET', KEYS[15], job, ARGV[i + 1])
-        redis.call('ZADD', KEYS[11], ARGV[10], job)
+    if add_job(queue, ARGV[i], ARGV[i + 2], ARGV[i + 1], ARGV[10], ARGV[10]) then
         enqueued = enqueued + 1
     end
 end
@@ -572,20 +584,17 @@ return out
 # version, with the jobs; returns 1 when written, 0 when the version had moved on.
 PUT_HEARTBEAT = Lua(
     ("due", "payload", "attempts", "enqueued", "channel"),
-    """
+    _ADD_JOB
+    + """
 local stored = redis.call('HGET', KEYS[6], 'version') or ''
 if stored ~= ARGV[3] then
     return 0
 end
 redis.call('HSET', KEYS[6], 'version', ARGV[4], 'state', ARGV[5])
+local queue = {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}
 local added = false
 for arg = 6, #ARGV, 3 do
-    local id = ARGV[arg]
-    if redis.call('HSETNX', KEYS[2], id, ARGV[arg + 2]) == 1 then
-        redis.call('HSET', KEYS[3], id, 0)
-        redis.call('HSET', KEYS[4], id, ARGV[1])
-        redis.call('HSET', KEYS[5], id, ARGV[arg + 1])
-        redis.call('ZADD', KEYS[1], ARGV[1], id)
+    if add_job(queue, ARGV[arg], ARGV[arg + 2], ARGV[arg + 1], ARGV[1], ARGV[1]) then
         added = true
     end
 end
@@ -655,6 +664,7 @@ FOLD = Lua(
         "delivery_seq",
     ),
     _LOG
+    + _ADD_JOB
     + """
 local now = tonumber(ARGV[1])
 local count = tonumber(ARGV[8])
@@ -676,12 +686,8 @@ end
 for i = 9 + count, #ARGV, 2 do
     log(KEYS[9], KEYS[10], ARGV[i], ARGV[i + 1], ARGV[3])
 end
-local id = ARGV[4]
-if redis.call('HSETNX', KEYS[3], id, ARGV[5]) == 1 then
-    redis.call('HSET', KEYS[4], id, 0)
-    redis.call('HSET', KEYS[5], id, ARGV[1])
-    redis.call('HSET', KEYS[8], id, ARGV[7])
-    redis.call('ZADD', KEYS[1], ARGV[6], id)
+local queue = {KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[8]}
+if add_job(queue, ARGV[4], ARGV[5], ARGV[7], ARGV[1], ARGV[6]) then
     redis.call('PUBLISH', ARGV[2], '1')
 end
 return count

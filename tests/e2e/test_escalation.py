@@ -35,7 +35,7 @@ from tests.processes import (
     wait_until,
     webhook_payload,
 )
-from tests.redis_server import PrivateRedis, free_port
+from tests.redis_server import PrivateRedis, started_redis
 from tests.stand_ins import EMAIL, SLACK, SMS, WEBHOOK, StandIns, stand_ins, write_config
 
 pytestmark = pytest.mark.e2e
@@ -229,14 +229,8 @@ async def test_a_kill_9_between_step_1_and_step_2_still_sends_step_2_once(
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = PrivateRedis(folder, free_port())
-    server.start()
-    try:
+    with started_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.kill()
 
 
 async def test_two_replicas_on_one_redis_send_each_step_once_and_one_acknowledgement(

@@ -33,7 +33,7 @@ from tests.processes import (
     wait_until,
     webhook_payload,
 )
-from tests.redis_server import PrivateRedis, free_port
+from tests.redis_server import PrivateRedis, started_redis
 from tests.stand_ins import EMAIL, SLACK, SMS, StandIns, stand_ins
 
 pytestmark = pytest.mark.e2e
@@ -135,14 +135,8 @@ async def test_a_slack_click_stops_the_escalation_and_everyone_hears_it(stack: S
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = PrivateRedis(folder, free_port())
-    server.start()
-    try:
+    with started_redis(tmp_path / "redis") as server:
         yield server
-    finally:
-        server.kill()
 
 
 async def test_a_slack_click_and_an_sms_reply_at_once_on_two_replicas_are_one_ack(
