@@ -42,7 +42,12 @@ from notifier.windows import RouteWindow, TimeWindows, WhenMuted, build_windows,
 
 
 def _duration(value: object) -> object:
-    return parse_duration(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value)
+    except OverflowError:
+        raise ValueError(f"duration too long: {value!r}") from None
 
 
 def _spelled(value: timedelta) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 
 from notifier.store.base import StoreUnavailable, Timer, Timers
@@ -118,7 +119,7 @@ class TimerLoop:
             due = await self._store.next_timer_at()
         except Exception:
             due = None
-        if due is None:
+        if due is None or not math.isfinite(due):
             return _IDLE_CAP
         return min(max(0.0, due - self._clock()), _IDLE_CAP)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from notifier.testing import make_payload
 from tests.conftest import TEMPLATES, AppFactory
 from tests.processes import wait_until
@@ -97,6 +99,26 @@ async def test_silence_needs_a_duration_and_pauses(app_client: AppFactory) -> No
     assert response.status == 200
     silenced = (await response.json())["incident"]
     assert silenced["state"] == "silenced" and silenced["silenced_until"] > incident["opened_at"]
+
+
+@pytest.mark.parametrize(
+    "raw_for", ["NaN", "Infinity", "-Infinity", "-60", "0", "1e300", '"99999999999999d"', '"0s"']
+)
+async def test_a_silence_that_would_never_end_is_refused(
+    app_client: AppFactory, raw_for: str
+) -> None:
+    client = await app_client(CONFIG)
+    await fire(client)
+    incident = await paged(client)
+    path = f"/api/v1/incidents/{incident['id']}/silence"
+    # Raw JSON: Python's json module writes (and reads) NaN and Infinity.
+    body = f'{{"by": "kim", "for": {raw_for}}}'
+    headers = {**AUTH, "Content-Type": "application/json"}
+    refused = await client.post(path, data=body, headers=headers)
+    assert refused.status == 400, await refused.text()
+    assert (await only_incident(client))["state"] == "open"
+    # The service still answers: a silence that never ends would spin the timer loop.
+    assert (await client.get("/-/healthy")).status == 200
 
 
 async def test_the_errors(app_client: AppFactory) -> None:

@@ -32,20 +32,25 @@ _STATUS = {
 }
 
 
+MAX_SILENCE = 30 * 86400.0  # seconds: a silence longer than 30 days is a mistake
+
+
 class ActRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     by: str = Field(min_length=1, max_length=200)
-    for_: float | None = Field(default=None, alias="for")  # seconds, given as "1h"
+    # Seconds, given as "1h" or a number; finite and at most MAX_SILENCE, so a silence
+    # always ends and its end is a time every store and page can hold.
+    for_: float | None = Field(default=None, alias="for", gt=0, le=MAX_SILENCE, allow_inf_nan=False)
 
     @field_validator("for_", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         if isinstance(value, str):
-            seconds = parse_duration(value).total_seconds()
-            if seconds <= 0:
-                raise ValueError("must be positive")
-            return seconds
+            try:
+                return parse_duration(value).total_seconds()
+            except OverflowError:
+                raise ValueError(f"longer than {MAX_SILENCE:.0f} seconds") from None
         return value
 
 
