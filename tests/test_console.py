@@ -10,7 +10,7 @@ import re
 from typing import Any
 from urllib.parse import unquote_plus
 
-from notifier.console.auth import is_loopback
+from notifier.console.auth import is_local_request, is_loopback
 from notifier.console.session import COOKIE, Sessions
 from notifier.console.views import page_of
 from notifier.testing import make_payload
@@ -229,3 +229,34 @@ async def test_the_channels_page_shows_each_channels_storm_mode(app_client: AppF
     }
     assert "no digests" in rows["console"]  # a log channel has no storm mode
     assert " off " in rows["pager"] and "no digests" not in rows["pager"]
+
+
+def test_the_open_console_is_for_this_host_itself_not_through_a_proxy() -> None:
+    assert is_local_request("127.0.0.1", {}, "127.0.0.1:9095")
+    assert is_local_request("::1", {}, "localhost:9095")
+    assert is_local_request("::1", {}, "[::1]:9095")
+    # A proxy on this host relays every visitor from 127.0.0.1.
+    assert not is_local_request("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}, "localhost")
+    assert not is_local_request("127.0.0.1", {"Forwarded": "for=203.0.113.9"}, "localhost")
+    # Another site's page whose name was rebound to 127.0.0.1 still sends its name.
+    assert not is_local_request("127.0.0.1", {}, "evil.example:9095")
+    assert not is_local_request("10.0.0.5", {}, "localhost")
+
+
+async def test_hostile_cookies_csrf_and_next_get_an_answer_not_a_500(
+    app_client: AppFactory,
+) -> None:
+    client = await app_client(BASIC)
+    for cookie in ("abc.é", "é.é", "x" * 5000 + ".y"):
+        page = await client.get("/ui/incidents", headers={"Cookie": f"{COOKIE}={cookie}"})
+        assert page.status in (200, 303, 401), (cookie, page.status)
+    answer = await _login(client, "pa55-Word-x", "/ui/x\r\nX-Evil: 1")
+    assert answer.status == 303
+    assert answer.headers["Location"] == "/ui/incidents"
+    assert "X-Evil" not in answer.headers
+    form = await client.get("/ui/login")
+    assert form.status == 200
+    forged = await client.post(
+        "/ui/login", data={"csrf": "é", "username": "ops", "password": "pa55-Word-x"}
+    )
+    assert forged.status == 403

@@ -17,7 +17,7 @@ import jinja2
 from aiohttp import web
 
 from notifier import __version__
-from notifier.console.auth import is_loopback
+from notifier.console.auth import is_local_request
 from notifier.console.session import COOKIE, LIFETIME, Session, Sessions
 from notifier.runtime import Runtime
 
@@ -117,9 +117,12 @@ def guard(
         session = sessions.read(request.cookies.get(COOKIE), now)
         new_cookie = None
         if auth is None:
-            if not is_loopback(request.remote):
+            if not is_local_request(request.remote, request.headers, request.host):
                 return refusal(
-                    request, 403, "Without server.auth the console answers on localhost only."
+                    request,
+                    403,
+                    "Without server.auth the console answers on localhost only"
+                    " (not through a proxy).",
                 )
             if session is None:
                 session, new_cookie = sessions.new("", now)

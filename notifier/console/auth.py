@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Mapping
 
 from notifier.config import AuthConfig
 
@@ -28,6 +29,21 @@ def login_user(auth: AuthConfig, username: str, password: str) -> str | None:
     )
     password_ok = hmac.compare_digest(given, auth.basic.password.get_secret_value().encode())
     return username if user_ok and password_ok else None
+
+
+_PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+def is_local_request(remote: str | None, headers: Mapping[str, str], host: str) -> bool:
+    """A request from this host itself, as the open console (no ``server.auth``) requires:
+    a loopback peer, not relayed by a proxy on this host (it would make every visitor
+    look local), and addressed to a local name (a browser page of another site that
+    rebinds its name to 127.0.0.1 still sends that name)."""
+    if not is_loopback(remote) or any(name in headers for name in _PROXY_HEADERS):
+        return False
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.lower() in _LOCAL_HOSTS
 
 
 def is_loopback(remote: str | None) -> bool:

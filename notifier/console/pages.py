@@ -128,12 +128,17 @@ async def heartbeats(visit: Visit) -> web.StreamResponse:
     return await show(visit, "heartbeats.html", title="Heartbeats", heartbeats=rows)
 
 
-def _next(visit: Visit) -> str:
-    """Where to go after logging in: a console path only, never another site."""
-    target = str(visit.request.query.get("next") or "")
-    if not target.startswith(PREFIX + "/") or target.startswith("//") or "\\" in target:
+def console_target(target: str) -> str:
+    """Where to go after logging in: a console path only, never another site, and nothing a
+    ``Location`` header could not carry (control characters)."""
+    unsafe = target.startswith("//") or "\\" in target or not target.isprintable()
+    if not target.startswith(PREFIX + "/") or unsafe:
         return f"{PREFIX}/incidents"
     return target
+
+
+def _next(visit: Visit) -> str:
+    return console_target(str(visit.request.query.get("next") or ""))
 
 
 async def login_form(visit: Visit) -> web.StreamResponse:
@@ -156,9 +161,7 @@ async def login(visit: Visit) -> web.StreamResponse:
         raise web.HTTPSeeOther(f"{PREFIX}/incidents")
     form = await visit.request.post()
     user = login_user(auth, str(form.get("username", "")), str(form.get("password", "")))
-    target = str(form.get("next", ""))
-    if not target.startswith(PREFIX + "/") or target.startswith("//"):
-        target = f"{PREFIX}/incidents"
+    target = console_target(str(form.get("next", "")))
     if user is None:
         return visit.render(
             "login.html",

@@ -52,7 +52,7 @@ class Sessions:
         if not cookie or cookie.count(".") != 1:
             return None
         payload, signature = cookie.split(".")
-        if not hmac.compare_digest(signature, self._sign(payload.encode())):
+        if not _same(signature, self._sign(payload.encode())):
             return None
         try:
             raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
@@ -68,4 +68,10 @@ class Sessions:
         return self._sign(b"csrf:" + session.id.encode())
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return token is not None and hmac.compare_digest(token, self.csrf_token(session))
+        return token is not None and _same(token, self.csrf_token(session))
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of a value from the request with ours, whatever characters
+    the request holds (``compare_digest`` refuses non-ASCII text)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
