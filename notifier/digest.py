@@ -89,7 +89,12 @@ class DigestFolder:
 
     def __call__(self, waiting: Sequence[Notification]) -> Fold | None:
         taken = [
-            n for n in waiting if foldable(n) and (n.digest is None or n.digest.storm == self.storm)
+            n
+            for n in waiting
+            if foldable(n)
+            and (n.digest is None or n.digest.storm == self.storm)
+            # A notification deferred to a window's opening (its received_at) waits for it.
+            and (n.digest is not None or n.received_at <= self.now)
         ]
         alerts = [n for n in taken if n.digest is None]
         if not alerts:

@@ -6,6 +6,7 @@ Runs on the ``store`` fixture of ``test_store_contract`` (memory, SQLite, Redis)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from notifier.digest import DigestFolder
 from notifier.notification import Notification
@@ -50,7 +51,9 @@ async def test_fold_replaces_the_waiting_jobs_by_one_digest_and_logs_each(store:
 
     assert fold is not None
     assert len(fold.folded) == len(fold.records) == 4
-    assert await store.waiting("ops-slack", now=101.0) == 1  # the digest
+    # The digest is the channel's one job left, in the backlog once it is due.
+    assert await store.waiting("ops-slack", now=101.0) == 0
+    assert await store.waiting("ops-slack", now=102.0) == 1
     log = await store.deliveries(limit=100)
     assert sorted(r.job_id for r in log) == sorted(
         f"a{i}" for i in range(5) if f"a{i}" != leased.id
@@ -98,3 +101,31 @@ async def test_a_fold_that_folds_nothing_changes_nothing(store: Store) -> None:
     assert await store.fold("ops-email", now=100.0, folder=folder(100.0)) is None
     assert ids(await store.claim(limit=10, lease=30.0, now=100.0)) == ["a0"]
     assert await store.deliveries() == []
+
+
+async def test_a_job_deferred_to_a_window_is_no_storm_backlog_and_is_not_folded(
+    store: Store,
+) -> None:
+    opens = 1_000.0
+    waits = planned("deferred")
+    notification = waits.notification
+    assert notification is not None
+    # As planning makes a deferred job: due when the window opens, received then.
+    waits = replace(
+        waits,
+        not_before=opens,
+        notification=notification.model_copy(update={"received_at": opens}),
+    )
+    await store.enqueue([waits], now=100.0)
+    await store.enqueue([planned(f"a{i}") for i in range(3)], now=100.0)
+    assert await store.waiting("ops-slack", now=100.0) == 3
+
+    fold = await store.fold("ops-slack", now=101.0, folder=folder(101.0))
+
+    assert fold is not None
+    assert sorted(fold.folded) == ["a0", "a1", "a2"]
+    [digest] = await store.claim(limit=10, lease=30.0, now=101.0)
+    assert digest.notification.digest is not None
+    await store.complete(record(digest.id, at=102.0))
+    # The deferred job is still there, and falls due when its window opens.
+    assert ids(await store.claim(limit=10, lease=30.0, now=opens)) == ["deferred"]

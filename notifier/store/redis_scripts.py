@@ -605,11 +605,13 @@ return 1
 """,
 )
 
-# A channel's waiting jobs: due, or leased with the lease run out (by ``now``).
+# A channel's waiting jobs: due by ``now``, or leased with the lease run out.
 _WAITING = """
-local function waiting(due, leased, channels, channel, now)
+-- ``upto``: now for the storm's backlog (a job waiting for a window's opening is not in
+-- it), '+inf' for what a fold may take.
+local function waiting(due, leased, channels, channel, now, upto)
     local ids = {}
-    for _, id in ipairs(redis.call('ZRANGE', due, 0, -1)) do
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', upto)) do
         if redis.call('HGET', channels, id) == channel then
             ids[#ids + 1] = id
         end
@@ -628,7 +630,7 @@ WAITING = Lua(
     ("due", "leased", "channel"),
     _WAITING
     + """
-return #waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+return #waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[2])
 """,
 )
 
@@ -638,7 +640,7 @@ WAITING_JOBS = Lua(
     _WAITING
     + """
 local out = {}
-for _, id in ipairs(waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])) do
+for _, id in ipairs(waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '+inf')) do
     out[#out + 1] = id
     out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
 end
