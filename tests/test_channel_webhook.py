@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from notifier import __version__
 from notifier.channels.base import FailureReason, PermanentError, RetryableError
+from notifier.channels.curl import MAX_ANSWER_BYTES, CurlSession
 from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import LoadedConfig
 from notifier.dedup import plan_notifications
@@ -399,3 +400,26 @@ async def test_registry_opens_every_type_and_closes_every_client(tmp_path: Path)
         del channels
         gc.collect()
     assert not [w for w in caught if "nclosed" in str(w.message)]
+
+
+async def test_a_huge_answer_is_read_but_only_its_start_kept(aiohttp_server: Any) -> None:
+    async def endless(_request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(_request)
+        for _ in range(64):  # 4 MiB in 64 KiB pieces
+            await response.write(b"x" * 65536)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/a", endless)
+    server = await aiohttp_server(app)
+    session = CurlSession()
+    try:
+        answer = await session.request(
+            "POST", str(server.make_url("/a")), b"{}", ["Content-Type: application/json"], 10.0
+        )
+    finally:
+        await session.close()
+    assert answer.status == 200
+    assert len(answer.body) == MAX_ANSWER_BYTES

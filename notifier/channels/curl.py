@@ -53,6 +53,7 @@ _LOST_ERRORS = frozenset(
     {pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_GOT_NOTHING, pycurl.E_PARTIAL_FILE}
 )
 _IDLE_HANDLES = 64  # easy handles kept for reuse, at most
+MAX_ANSWER_BYTES = 64 * 1024
 _CONNECTIONS = 100
 
 
@@ -117,6 +118,13 @@ class _Transfer:
         self.body = BytesIO()
         self.headers: list[bytes] = []
 
+    def keep(self, chunk: bytes) -> None:
+        """Keep the answer's first ``MAX_ANSWER_BYTES`` (only an excerpt is ever shown);
+        the rest is read and dropped, so a peer that streams without end costs no memory."""
+        room = MAX_ANSWER_BYTES - self.body.tell()
+        if room > 0:
+            self.body.write(chunk[:room])
+
 
 class CurlSession:
     """Shared HTTP client; ``request`` from any task on the loop it was first used on."""
@@ -162,7 +170,7 @@ class CurlSession:
         # No ``Expect: 100-continue`` round trip before a larger body.
         curl.setopt(pycurl.HTTPHEADER, [*headers, "Expect:"])
         curl.setopt(pycurl.TIMEOUT_MS, max(1, int(timeout * 1000)))
-        curl.setopt(pycurl.WRITEDATA, transfer.body)
+        curl.setopt(pycurl.WRITEFUNCTION, transfer.keep)
         curl.setopt(pycurl.HEADERFUNCTION, transfer.headers.append)
         self._transfers[curl] = transfer
         self._multi.add_handle(curl)
@@ -187,7 +195,7 @@ class CurlSession:
         curl = transfer.curl
         if self._transfers.pop(curl, None) is not None:
             self._multi.remove_handle(curl)
-        curl.setopt(pycurl.WRITEDATA, BytesIO())  # drop the references to this transfer
+        curl.setopt(pycurl.WRITEFUNCTION, _ignore)  # drop the references to this transfer
         curl.setopt(pycurl.HEADERFUNCTION, _ignore)
         if self._closed or len(self._idle) >= _IDLE_HANDLES:
             curl.close()
@@ -325,7 +333,7 @@ class CurlSession:
 
 
 def _ignore(_line: bytes) -> None:
-    """A header callback for an idle handle."""
+    """A header or body callback for an idle handle."""
 
 
 def _retry_after(lines: list[bytes]) -> str | None:
