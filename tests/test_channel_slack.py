@@ -640,7 +640,7 @@ async def test_a_storm_digest_updates_its_one_message(
 
     def digest(job_id: str, now: float, carried: Any = None) -> Any:
         fold = DigestFolder("slack", "slack", "slack@1", 1.0, now, now, carried=carried)(
-            [group.model_copy(update={"job_id": job_id})]
+            [group.model_copy(update={"job_id": job_id, "received_at": now})]
         )
         assert fold is not None
         return fold.digest

@@ -277,7 +277,7 @@ class MemoryStore:
         await asyncio.sleep(timeout)
 
     async def waiting(self, channel: str, now: float) -> int:
-        return len(self._waiting(channel, now, due_only=True))
+        return len(self._waiting(channel, now))
 
     async def fold(self, channel: str, now: float, folder: Folder) -> Fold | None:
         waiting = self._waiting(channel, now)
@@ -293,16 +293,13 @@ class MemoryStore:
         self._push(self._jobs[digest.job_id])
         return fold
 
-    def _waiting(self, channel: str, now: float, *, due_only: bool = False) -> list[_Job]:
-        """The channel's jobs not leased at ``now``, oldest first; with ``due_only`` only
-        those due by ``now`` (the storm's backlog: a job waiting for a window's opening
-        or a retry's backoff is not in it)."""
+    def _waiting(self, channel: str, now: float) -> list[_Job]:
+        """The channel's jobs not leased at ``now``, oldest first."""
         jobs = [
             job
             for job in self._jobs.values()
             if job.notification.channel == channel
             and (job.lease_until is None or job.lease_until <= now)
-            and (not due_only or job.due_at <= now)
         ]
         return sorted(jobs, key=lambda job: job.seq)
 

@@ -605,13 +605,11 @@ return 1
 """,
 )
 
-# A channel's waiting jobs: due by ``now``, or leased with the lease run out.
+# A channel's waiting jobs: due, or leased with the lease run out (by ``now``).
 _WAITING = """
--- ``upto``: now for the storm's backlog (a job waiting for a window's opening is not in
--- it), '+inf' for what a fold may take.
-local function waiting(due, leased, channels, channel, now, upto)
+local function waiting(due, leased, channels, channel, now)
     local ids = {}
-    for _, id in ipairs(redis.call('ZRANGEBYSCORE', due, '-inf', upto)) do
+    for _, id in ipairs(redis.call('ZRANGE', due, 0, -1)) do
         if redis.call('HGET', channels, id) == channel then
             ids[#ids + 1] = id
         end
@@ -630,7 +628,7 @@ WAITING = Lua(
     ("due", "leased", "channel"),
     _WAITING
     + """
-return #waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[2])
+return #waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 """,
 )
 
@@ -640,7 +638,7 @@ WAITING_JOBS = Lua(
     _WAITING
     + """
 local out = {}
-for _, id in ipairs(waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], '+inf')) do
+for _, id in ipairs(waiting(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])) do
     out[#out + 1] = id
     out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
 end

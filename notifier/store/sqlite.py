@@ -105,11 +105,8 @@ _REPLAY = """
         reason = NULL, error = NULL
     WHERE state = 'dead'
 """
-# A channel's jobs not leased (or whose lease ran out): what a storm fold may take.
 _WAITING = "state = 'queued' AND channel = ? AND (lease_until IS NULL OR lease_until <= ?)"
-# The storm's backlog: only those due by now (a job waiting for a window's opening or a
-# retry's backoff is not in it).
-_COUNT_WAITING = f"SELECT count(*) FROM jobs WHERE state = 'queued' AND channel = ? AND {_DUE} <= ?"
+_COUNT_WAITING = f"SELECT count(*) FROM jobs WHERE {_WAITING}"
 _LOG = """
     INSERT INTO deliveries (job_id, channel, channel_type, outcome, reason, error, latency,
         at, received_at, severity, status, alerts)
