@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 
 class State(StrEnum):
@@ -175,13 +175,12 @@ def step_due(
     entry = TimelineEntry(
         now, "step", f"step {step_number} of {len(policy.steps)}: {', '.join(step.channels)}"
     )
-    changed = replace(
+    changed = _changed(
         incident,
-        epoch=incident.epoch + 1,
+        entry,
         pages_sent=page_index + 1,
         paged_channels=paged,
         reached_last_step=incident.reached_last_step or last,
-        timeline=(*incident.timeline, entry),
     )
     effects: list[Effect] = [Page(page_index, step_number, step.channels)]
     if not last:
@@ -196,14 +195,13 @@ def acknowledge(
     ``ack_timeout``. Acknowledging an acknowledged or resolved incident changes nothing."""
     if incident.state not in (State.OPEN, State.SILENCED):
         return Transition(incident)
-    changed = replace(
+    changed = _changed(
         incident,
+        TimelineEntry(now, "acknowledged", f"by {by} via {path}"),
         state=State.ACKNOWLEDGED,
-        epoch=incident.epoch + 1,
         acknowledged_by=by,
         acknowledged_at=now,
         silenced_until=None,
-        timeline=(*incident.timeline, TimelineEntry(now, "acknowledged", f"by {by} via {path}")),
     )
     effects: list[Effect] = [CancelTimers(), Announce("acknowledged", incident.paged_channels, by)]
     if policy.ack_timeout is not None:
@@ -224,15 +222,11 @@ def silence(
     """Pause the steps until ``until``; they resume then if the group still fires."""
     if incident.state not in (State.OPEN, State.ACKNOWLEDGED) or until <= now:
         return Transition(incident)
-    changed = replace(
+    changed = _changed(
         incident,
+        TimelineEntry(now, "silenced", f"by {by}{_via(path)} until {until:.0f}"),
         state=State.SILENCED,
-        epoch=incident.epoch + 1,
         silenced_until=until,
-        timeline=(
-            *incident.timeline,
-            TimelineEntry(now, "silenced", f"by {by}{_via(path)} until {until:.0f}"),
-        ),
     )
     return Transition(
         changed,
@@ -249,12 +243,11 @@ def silence_ended(policy: Policy, incident: Incident, *, epoch: int, now: float)
     left): resume with the step that was next."""
     if epoch != incident.epoch or incident.state is not State.SILENCED:
         return Transition(incident)
-    changed = replace(
+    changed = _changed(
         incident,
+        TimelineEntry(now, "silence_ended"),
         state=State.OPEN,
-        epoch=incident.epoch + 1,
         silenced_until=None,
-        timeline=(*incident.timeline, TimelineEntry(now, "silence_ended")),
     )
     if changed.pages_sent >= policy.total_steps:
         return Transition(changed, (CancelTimers(),))
@@ -274,12 +267,11 @@ def resolve(incident: Incident, *, now: float) -> Transition:
     """Alertmanager says the group fully resolved: stop, and tell the paged channels."""
     if incident.state is State.RESOLVED:
         return Transition(incident)
-    changed = replace(
+    changed = _changed(
         incident,
+        TimelineEntry(now, "resolved"),
         state=State.RESOLVED,
-        epoch=incident.epoch + 1,
         resolved_at=now,
-        timeline=(*incident.timeline, TimelineEntry(now, "resolved")),
     )
     effects: list[Effect] = [CancelTimers()]
     if incident.paged_channels:
@@ -295,14 +287,13 @@ def _escalate_again(
     detail: str,
     by: str | None,
 ) -> Transition:
-    changed = replace(
+    changed = _changed(
         incident,
+        TimelineEntry(now, kind, detail),
         state=State.OPEN,
-        epoch=incident.epoch + 1,
         pages_sent=0,
         acknowledged_by=None,
         acknowledged_at=None,
-        timeline=(*incident.timeline, TimelineEntry(now, kind, detail)),
     )
     return Transition(
         changed,
@@ -316,6 +307,13 @@ def _escalate_again(
 
 def _via(path: AckPath | None) -> str:
     return "" if path is None else f" via {path}"
+
+
+def _changed(incident: Incident, entry: TimelineEntry, **changes: Any) -> Incident:
+    """``incident`` with ``changes``, at the next epoch, with ``entry`` on its timeline."""
+    return replace(
+        incident, epoch=incident.epoch + 1, timeline=(*incident.timeline, entry), **changes
+    )
 
 
 def _step_timer(policy: Policy, incident: Incident, page_index: int, now: float) -> StartTimer:
