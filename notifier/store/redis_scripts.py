@@ -26,6 +26,20 @@ class Lua:
     source: str
 
 
+# The queue's keys and the delivery log's, for scripts that end jobs and log them.
+_QUEUE_AND_LOG_KEYS = (
+    "due",
+    "leased",
+    "payload",
+    "attempts",
+    "enqueued",
+    "first",
+    "last",
+    "channel",
+    "deliveries",
+    "delivery_seq",
+)
+
 # Appends one record to the delivery log (a zset by time, members prefixed with a
 # counter so equal times keep their order) and keeps the newest ``size`` records.
 _LOG = """
@@ -239,18 +253,7 @@ return out
 
 # ARGV: id, at, record, log size.
 COMPLETE = Lua(
-    (
-        "due",
-        "leased",
-        "payload",
-        "attempts",
-        "enqueued",
-        "first",
-        "last",
-        "channel",
-        "deliveries",
-        "delivery_seq",
-    ),
+    _QUEUE_AND_LOG_KEYS,
     _LOG
     + """
 local id = ARGV[1]
@@ -651,18 +654,7 @@ return out
 # Every folded id must still wait (due, or an expired lease) else nothing changes and -1
 # is returned (the caller reads again); otherwise returns how many were folded.
 FOLD = Lua(
-    (
-        "due",
-        "leased",
-        "payload",
-        "attempts",
-        "enqueued",
-        "first",
-        "last",
-        "channel",
-        "deliveries",
-        "delivery_seq",
-    ),
+    _QUEUE_AND_LOG_KEYS,
     _LOG
     + _ADD_JOB
     + """
