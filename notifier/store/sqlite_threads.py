@@ -58,8 +58,10 @@ class _Item:
 
 # When a batch finds several ops already waiting, the writer waits this long (seconds) for
 # more before it commits: under load each commit (an fsync) then serves several times
-# as many ops, for a wait much shorter than the requests already spend queued.
-COMMIT_DELAY = 0.005
+# as many ops. Every request waiting for its 202 waits this too: at 5 ms a storm over 64
+# connections was bound by the wait, with a quarter of the core idle; at 2 ms the core
+# is busy and the batches stay large.
+COMMIT_DELAY = 0.002
 _BUSY = 3  # ops in a batch that make the store count as busy (PostgreSQL's commit_siblings)
 
 _Outcome = tuple[_Item, Any, BaseException | None]
