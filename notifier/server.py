@@ -210,6 +210,16 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def _read_body_in_time(request: web.Request, limit: int, seconds: float) -> bytes | None:
+    """``_read_body`` within ``seconds``; raises ``TimeoutError``."""
+    if request.content.is_eof():
+        # The whole body has arrived (the usual case for a small payload): nothing to time.
+        # Arming and cancelling a timer per request showed in the storm profile.
+        return await _read_body(request, limit)
+    async with asyncio.timeout(seconds):
+        return await _read_body(request, limit)
+
+
 def _validation_details(exc: ValidationError) -> tuple[int, str, list[Any]]:
     errors = exc.errors(include_url=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):
@@ -227,8 +237,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
         return json_error(415, "Content-Type must be application/json")
     read_timeout = server.read_timeout.total_seconds()
     try:
-        async with asyncio.timeout(read_timeout):
-            body = await _read_body(request, server.max_body_bytes)
+        body = await _read_body_in_time(request, server.max_body_bytes, read_timeout)
     except TimeoutError:
         # The rest of the body may still arrive: close the connection rather than read it.
         response = json_error(
@@ -261,14 +270,17 @@ async def receive_alerts(request: web.Request) -> web.Response:
     )
     if result.deduplicated:
         metrics.deduplicated.inc(result.deduplicated)
-    return web.json_response(
-        {
-            "accepted": len(payload.alerts),
-            "notifications": len(result.enqueued),
-            "deduplicated": result.deduplicated,
-        },
-        status=202,
+    return _accepted(len(payload.alerts), len(result.enqueued), result.deduplicated)
+
+
+def _accepted(alerts: int, notifications: int, deduplicated: int) -> web.Response:
+    """The 202, written without ``json.dumps``: it is on every payload's path."""
+    body = b'{"accepted": %d, "notifications": %d, "deduplicated": %d}' % (
+        alerts,
+        notifications,
+        deduplicated,
     )
+    return web.Response(body=body, status=202, content_type="application/json", charset="utf-8")
 
 
 async def healthy(request: web.Request) -> web.Response:
