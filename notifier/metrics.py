@@ -8,7 +8,6 @@ No label ever holds a secret: channels are named by their config name and type.
 
 from __future__ import annotations
 
-from collections import Counter as Tally
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -259,9 +258,9 @@ class Metrics:
         _child(self._request_duration, self.request_duration, label).observe(seconds)
 
     def count_alerts(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Alerts received, as ``(status, severity label)`` pairs: one increment per pair."""
-        for (status, severity), n in Tally(pairs).items():
-            _child(self._alerts_received, self.alerts_received, status, severity).inc(n)
+        """Alerts received, as ``(status, severity label)`` pairs."""
+        for status, severity in pairs:
+            _child(self._alerts_received, self.alerts_received, status, severity).inc()
 
 
 def _child(cache: dict[tuple[str, ...], M], metric: M, *labels: str) -> M:

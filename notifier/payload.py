@@ -40,7 +40,7 @@ _QUOTE_META = re.compile(r"\\([\\.+*?()|\[\]{}^$])")
 
 def unquote_meta(value: str) -> str:
     """Undo Go's ``regexp.QuoteMeta``: ``web\\.hook`` -> ``web.hook``."""
-    return _QUOTE_META.sub(r"\1", value)
+    return _QUOTE_META.sub(r"\1", value) if "\\" in value else value
 
 
 def _zero_time_is_none(value: object) -> object:

@@ -247,22 +247,35 @@ async def receive_alerts(request: web.Request) -> web.Response:
         return response
     if body is None:
         return json_error(413, f"body larger than server.max_body_bytes ({server.max_body_bytes})")
+    if len(body) < LARGE_BODY_BYTES:
+        return await _take_payload(runtime, body)
     async with one_large_at_a_time(request.app, len(body)):
-        try:
-            payload = WebhookPayload.model_validate_json(body)
-        except ValidationError as exc:
-            status, error, details = _validation_details(exc)
-            return json_error(status, error, details)
-        await asyncio.sleep(0)  # requests waiting on the loop go between parsing and planning
-        try:
-            result = await runtime.ingest(payload)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
-            # but would say "our bug" to a client that can do nothing about it.
-            log.exception("could not enqueue the notifications")
-            raise StoreUnavailable("could not store the notifications") from exc
+        return await _take_payload(runtime, body, large=True)
+
+
+async def _take_payload(runtime: Runtime, body: bytes, *, large: bool = False) -> web.Response:
+    """Validate, ingest and count one body, and answer for it.
+
+    A large body yields the loop between parsing and planning, so requests waiting on
+    it go between them; a small one takes no extra turn (one per payload showed in the
+    storm profile).
+    """
+    try:
+        payload = WebhookPayload.model_validate_json(body)
+    except ValidationError as exc:
+        status, error, details = _validation_details(exc)
+        return json_error(status, error, details)
+    if large:
+        await asyncio.sleep(0)
+    try:
+        result = await runtime.ingest(payload)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        # Nothing was acknowledged: a 503 makes Alertmanager retry, where a 500 would too
+        # but would say "our bug" to a client that can do nothing about it.
+        log.exception("could not enqueue the notifications")
+        raise StoreUnavailable("could not store the notifications") from exc
     metrics = runtime.metrics
     metrics.count_alerts(
         (alert.status, metrics.severity_label(alert.labels.get("severity", "none")))
