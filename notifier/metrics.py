@@ -258,9 +258,13 @@ class Metrics:
         _child(self._request_duration, self.request_duration, label).observe(seconds)
 
     def count_alerts(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Alerts received, as ``(status, severity label)`` pairs."""
-        for status, severity in pairs:
-            _child(self._alerts_received, self.alerts_received, status, severity).inc()
+        """Alerts received, as ``(status, severity label)`` pairs: one increment per pair
+        seen (a plain dict: ``collections.Counter`` costs more for the usual few alerts)."""
+        tally: dict[tuple[str, str], int] = {}
+        for pair in pairs:
+            tally[pair] = tally.get(pair, 0) + 1
+        for (status, severity), n in tally.items():
+            _child(self._alerts_received, self.alerts_received, status, severity).inc(n)
 
 
 def _child(cache: dict[tuple[str, ...], M], metric: M, *labels: str) -> M:
