@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,9 @@ import aiohttp
 import servers
 import yaml
 from common import Bench, Row, sink_call
-from loadgen import Target, post_bodies
 from payloads import PrometheusAlert
-from procs import CpuMeter, free_port, peak_rss_mib
-from storm import (
-    CONNECTIONS,
-    POST_BUDGET_S,
-    analyse,
-    cpu_per_notification,
-    timeline,
-    wait_for_sink,
-)
+from procs import free_port
+from storm import storm_through
 
 BINARY = "prometheus-alertmanager"
 INSTALL_HINT = "sudo apt-get install -y prometheus-alertmanager"
@@ -103,44 +94,15 @@ async def alertmanager(
         yield server
 
 
-async def _storm(
-    bench: Bench, session: aiohttp.ClientSession, sink: servers.Server, am: servers.Server
-) -> dict[str, Any]:
-    builder = PrometheusAlert("BenchStorm")
-    ids = [f"am-{bench.run_id}-{i}" for i in range(bench.storm_count)]
-    meter = CpuMeter({"alertmanager": am.proc.pid, "sink": sink.proc.pid}, generator=True)
-    started = time.monotonic()
-    posted = await post_bodies(
-        [Target("127.0.0.1", am.port, "/api/v2/alerts")],
-        lambda i: builder.body(ids[i], time.time_ns()),
-        connections=CONNECTIONS,
-        duration=POST_BUDGET_S,
-        count=bench.storm_count,
-    )
-    await wait_for_sink(session, sink, bench.storm_count)
-    cpu = meter.shares()
-    wall = time.monotonic() - started
-    records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
-    figures = analyse(records, ids, posted.first_sent_ns)
-    figures["accepted"] = posted.statuses.get(200, 0)
-    figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
-    figures["post_errors"] = posted.errors
-    figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
-    figures["peak_rss_mib"] = peak_rss_mib(am.proc.pid)
-    figures["cpu_share"] = cpu
-    figures["cpu_us_per_notification"] = cpu_per_notification(
-        cpu["alertmanager"], wall, figures["notifications"]
-    )
-    figures["timeline"] = timeline(records, posted.first_sent_ns)
-    return figures
-
-
 async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, Any]]:
     """The storm through Alertmanager on the service's core, the same sink and load."""
     async with aiohttp.ClientSession() as session:
         await sink_call(session, sink.url, "POST", "/reset?record=1")
         async with alertmanager(bench.workdir, sink, bench.placement.server) as am:
-            figures = await _storm(bench, session, sink, am)
+            builder = PrometheusAlert("BenchStorm")
+            figures = await storm_through(
+                bench, session, sink, am, "/api/v2/alerts", builder.body, accepted_status=200
+            )
         await sink_call(session, sink.url, "POST", "/reset?record=0")
     return _rows(bench, figures), figures
 

@@ -7,9 +7,10 @@ Run from the project root::
     .venv/bin/python bench/run.py --only storm --against alertmanager
 
 It starts everything it measures (the sink, the bare handler, fresh ``notifier serve``
-processes per part, on SQLite under a temp dir or on a private redis-server), pins the
-server to core 0 and the sink and load generators to core 1 when it can (two replicas:
-one per core, the rest not pinned), prints a table with the targets and a
+processes per part, on SQLite under a temp dir or on a private redis-server; with
+``--against alertmanager`` also Alertmanager and the floor, ``bench/forwarder.py``), pins
+the server to core 0 and the sink and load generators to core 1 when it can (two
+replicas: one per core, the rest not pinned), prints a table with the targets and a
 PASS/FAIL mark, and writes the figures to ``bench/results/latest.json``. Every load is
 bounded in count and time; every process it starts is stopped on the way out, also on
 an error or Ctrl-C. Only 127.0.0.1 is ever contacted. See ``bench/README.md``.
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import alertmanager
+import floor
 import ingest
 import report
 import servers
@@ -49,6 +51,7 @@ PARTS: dict[str, Part] = {
     "storm": storm.run,
     "single": single.run,
     "alertmanager": alertmanager.run,  # only with --against alertmanager
+    "floor": floor.run,  # only with --against alertmanager, after it
 }
 RESULTS = RESULTS_DIR / "latest.json"
 
@@ -90,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--against",
         choices=["alertmanager"],
-        help="also run the storm through Alertmanager on the service's core and compare",
+        help="also run the storm through Alertmanager and through the floor (bench/forwarder.py)"
+        " on the service's core and compare",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, db)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="the JSON results file")
@@ -147,6 +151,8 @@ async def run_parts(bench: Bench, names: list[str]) -> tuple[list[Row], dict[str
             print(f"  {name} done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     if "storm" in figures and "alertmanager" in figures:
         rows += alertmanager.compare(figures["storm"], figures["alertmanager"])
+    if "storm" in figures and "alertmanager" in figures and "floor" in figures:
+        rows += floor.compare(figures["storm"], figures["alertmanager"], figures["floor"])
     return rows, figures
 
 
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     placement.pin_self()
     names = [args.only] if args.only else ["ingest", "storm", "single"]
     if args.against:
-        names.append(args.against)
+        names += [args.against, "floor"]
     with contextlib.ExitStack() as stack:
         tmp = tempfile.mkdtemp(prefix="notifier-bench-")
         if not args.keep:

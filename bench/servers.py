@@ -1,10 +1,12 @@
-"""The three servers of the benchmark, each started as a process and always stopped.
+"""The servers of the benchmark, each started as a process and always stopped.
 
 - ``sink()``: ``bench/sink.py`` on the load core (not pinned beside two replicas).
 - ``service()``: the real ``notifier serve`` (``python -m notifier``) on the server core,
   on a config with SQLite under a temp dir and one webhook channel pointing at the sink.
 - ``services()``: ``options.replicas`` of them on one store (Redis: one core each).
 - ``bare()``: ``bench/bare_handler.py`` on the server core.
+- ``forwarder()``: ``bench/forwarder.py`` (the floor of ``--against alertmanager``) on the
+  server core, forwarding to the sink.
 - ``redis_server()``: a private ``redis-server`` (for ``--store redis``), on a free port,
   AOF ``appendfsync everysec`` as deployed, no RDB snapshots, under the temp dir.
 
@@ -110,6 +112,15 @@ def bare(workdir: Path, placement: Placement) -> contextlib.AbstractAsyncContext
     port = free_port()
     argv = [PYTHON, str(ROOT / "bench/bare_handler.py"), "--listen", f"127.0.0.1:{port}"]
     return serve("bare", argv, port, "/-/ready", placement.server, workdir / "bare.log")
+
+
+def forwarder(
+    workdir: Path, placement: Placement, sink_server: Server
+) -> contextlib.AbstractAsyncContextManager[Server]:
+    port = free_port()
+    argv = [PYTHON, str(ROOT / "bench/forwarder.py"), "--listen", f"127.0.0.1:{port}"]
+    argv += ["--sink", f"{sink_server.url}/hook"]
+    return serve("floor", argv, port, "/-/ready", placement.server, workdir / "forwarder.log")
 
 
 @contextlib.asynccontextmanager

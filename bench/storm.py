@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -106,6 +107,49 @@ def timeline(records: list[dict[str, Any]], origin_ns: int) -> list[dict[str, fl
 def cpu_per_notification(share: float, wall: float, notifications: int) -> float:
     """CPU µs spent per notification delivered: a figure other work on the core barely moves."""
     return share * wall * 1e6 / notifications if notifications else float("nan")
+
+
+async def storm_through(
+    bench: Bench,
+    session: aiohttp.ClientSession,
+    sink: servers.Server,
+    server: servers.Server,
+    path: str,
+    make_body: Callable[[str, int], bytes],
+    accepted_status: int,
+) -> dict[str, Any]:
+    """The storm posted to ``server`` (a contestant other than notifier: one process), whose
+    alerts go to ``sink``: the same load, figures and CPU accounting as the storm's own.
+
+    ``make_body(bench_id, sent_at_ns)`` builds one request; ``accepted_status`` is the
+    answer that means "taken". The CPU share and peak RSS are ``server``'s, by its name.
+    """
+    ids = [f"{server.name}-{bench.run_id}-{i}" for i in range(bench.storm_count)]
+    meter = CpuMeter({server.name: server.proc.pid, "sink": sink.proc.pid}, generator=True)
+    started = time.monotonic()
+    posted = await post_bodies(
+        [Target("127.0.0.1", server.port, path)],
+        lambda i: make_body(ids[i], time.time_ns()),
+        connections=CONNECTIONS,
+        duration=POST_BUDGET_S,
+        count=bench.storm_count,
+    )
+    await wait_for_sink(session, sink, bench.storm_count)
+    cpu = meter.shares()
+    wall = time.monotonic() - started
+    records = (await sink_call(session, sink.url, "GET", "/records"))["records"]
+    figures = analyse(records, ids, posted.first_sent_ns)
+    figures["accepted"] = posted.statuses.get(accepted_status, 0)
+    figures["statuses"] = {str(k): v for k, v in posted.statuses.items()}
+    figures["post_errors"] = posted.errors
+    figures["post_req_per_s"] = posted.answered / posted.elapsed_s if posted.elapsed_s else 0.0
+    figures["peak_rss_mib"] = peak_rss_mib(server.proc.pid)
+    figures["cpu_share"] = cpu
+    figures["cpu_us_per_notification"] = cpu_per_notification(
+        cpu[server.name], wall, figures["notifications"]
+    )
+    figures["timeline"] = timeline(records, posted.first_sent_ns)
+    return figures
 
 
 def _thread_shares(pid: int, before: dict[int, float], wall: float) -> dict[str, float]:
