@@ -15,10 +15,10 @@ cap limits only its own jobs, never the size of a claim for the others.
 A claim is a lease: a job whose worker dies, or whose outcome cannot be written, is
 claimed again when the lease expires. Delivery is at-least-once.
 
-Hand-off: a fresh job need not wait for a claim. Before an enqueue, ``reserve`` picks the
-channels whose lanes have room, a free worker, and no job known to wait in the store
-(``delivery.Backlog``); the enqueue stores their jobs already leased to this process
-(``store.base.HandOff``) and ``hand_off`` runs them as if just claimed. Everything else
+Hand-off: a fresh job need not wait for a claim. ``enqueue`` picks the channels whose
+lanes have room, a free worker, and no job known to wait in the store
+(``delivery.Backlog``); the store keeps their jobs already leased to this process
+(``store.base.HandOff``) and the dispatcher runs them as if just claimed. Everything else
 goes through the queue as before: a backlog is claimed oldest first, a lane at its cap or
 holding jobs back (rate limit, open circuit) lets its backlog form in the store, where
 the storm watch can fold it. This saves each job of a calm channel a claim transaction
@@ -41,11 +41,12 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from notifier.channels.base import Channel
 from notifier.config import LoadedConfig
+from notifier.dedup import PlannedJob
 from notifier.delivery import Clock, Deliverer, Lane, LaneSettings
 from notifier.metrics import Metrics
 from notifier.protection import CircuitState
 from notifier.retrying import Sleep, first_then_retrying
-from notifier.store.base import ClaimedJob, HandOff, Store, StoreUnavailable
+from notifier.store.base import ClaimedJob, EnqueueResult, HandOff, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -152,24 +153,42 @@ class Dispatcher:
             lane.backlog.queued()
         self._wakeup.set()
 
-    def queued(self, channels: Iterable[str]) -> None:
-        """Jobs of ``channels`` were enqueued into the queue (not handed off): claim them."""
-        for name in channels:
-            lane = self._lanes.get(name)
-            if lane is not None:
-                lane.backlog.queued()
-        self._wakeup.set()
+    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+        """``Store.enqueue``, handing the fresh jobs this dispatcher has room for straight
+        to it: they are stored leased to this process and run as if just claimed.
 
-    def reserve(self, channels: Iterable[str]) -> HandOff | None:
-        """Room for a fresh job of each of ``channels`` that may skip the queue, or None.
-
-        The caller enqueues with the ``HandOff`` (the store leases those jobs to this
-        process) and then calls ``hand_off``, or ``unreserve`` when the enqueue failed.
-        A channel qualifies while the dispatcher runs, its lane has room under its
-        ``max_in_flight`` and a worker is free (both counting the rooms reserved), and a
-        claim found it drained since a job of it last went into the queue. Else its job
-        goes through the queue, so a backlog keeps its order and a storm still forms one.
+        A channel takes a hand-off while the dispatcher runs, its lane has room under its
+        ``max_in_flight`` and a worker is free (counting the room held for enqueues under
+        way), and a claim found it drained since a job of it last went into the queue
+        (``Backlog``). Else its job goes into the queue and wakes the claim loop, as
+        before: a backlog keeps its order, a storm still forms one. Raises as the store.
         """
+        handoff = self._reserve(
+            job.channel for job in jobs if job.notification is not None and job.not_before is None
+        )
+        try:
+            result = await self._store.enqueue(jobs, now, handoff)
+        finally:
+            self._unreserve(handoff)  # the jobs leased to us take the room from here on
+        leased = frozenset(result.leased)
+        sendable = [job.notification for job in jobs if job.notification is not None]
+        if leased:
+            handed = [ClaimedJob(n, 0, enqueued_at=now) for n in sendable if n.job_id in leased]
+            if self._loop_task is None or self._stopping:
+                await self._hand_back(handed)  # stop() came during the enqueue
+            else:
+                self._spawn(handed)
+        queued = frozenset(result.enqueued) - leased
+        if queued:
+            for notification in sendable:
+                lane = self._lanes.get(notification.channel)
+                if notification.job_id in queued and lane is not None:
+                    lane.backlog.queued()
+            self._wakeup.set()
+        return result
+
+    def _reserve(self, channels: Iterable[str]) -> HandOff | None:
+        """Hold room for a fresh job of each of ``channels`` that may take a hand-off."""
         if self._loop_task is None or self._stopping:
             return None
         free = self._workers - len(self._tasks) - self._reserved.total()
@@ -187,26 +206,13 @@ class Dispatcher:
             return None
         return HandOff(frozenset(taken), self._clock() + self._lease)
 
-    def unreserve(self, handoff: HandOff | None) -> None:
-        """Give back the room ``reserve`` held (the enqueue failed, or is handed off)."""
+    def _unreserve(self, handoff: HandOff | None) -> None:
         if handoff is None:
             return
         self._reserved.subtract(handoff.channels)
         self._reserved = +self._reserved  # drop the zeros
         if self._awaiting_room:
             self._wakeup.set()
-
-    async def hand_off(self, handoff: HandOff | None, jobs: Sequence[ClaimedJob]) -> None:
-        """Deliver ``jobs``, stored leased to us by the enqueue made with ``handoff``, as
-        claimed ones; the room it held that they do not use is given back.
-
-        If ``stop()`` came meanwhile, they are handed back to the queue, due now.
-        """
-        self.unreserve(handoff)
-        if self._loop_task is None or self._stopping:
-            await self._hand_back(jobs)
-            return
-        self._spawn(jobs)
 
     async def start(self) -> None:
         if self._loop_task is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from notifier.channels.registry import ChannelOpenError, Channels, open_channels
 from notifier.config import ConfigError, LoadedConfig, load_config
-from notifier.dedup import PlannedJob, plan_notifications
+from notifier.dedup import plan_notifications
 from notifier.digest import digest_template, max_drain, sample_digest
 from notifier.dispatcher import Dispatcher
 from notifier.heartbeats.watch import TIMER_KIND as HEARTBEAT_TIMER
@@ -32,7 +32,7 @@ from notifier.notification import Notification
 from notifier.payload import WebhookPayload
 from notifier.sample import sample_payload
 from notifier.store import open_store
-from notifier.store.base import ClaimedJob, EnqueueResult, Store, StoreUnavailable
+from notifier.store.base import EnqueueResult, Store, StoreUnavailable
 from notifier.storm_watch import StormWatch, watching
 from notifier.templates import Renderer, template_context
 from notifier.timers import TimerLoop
@@ -277,36 +277,11 @@ class Runtime:
         if taken.rest is None:
             return EnqueueResult((), 0)
         jobs = plan_notifications(taken.rest, self.loaded, now, _new_job_id)
-        result = await self._enqueue(jobs, now)
+        if self.dispatcher is None:
+            result = await self.store.enqueue(jobs, now)
+        else:  # fresh jobs the dispatcher has room for go to it without a claim
+            result = await self.dispatcher.enqueue(jobs, now)
         await self.incidents.on_payload(taken.rest, now)
-        return result
-
-    async def _enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
-        """Store ``jobs``; those the dispatcher has room for go to it straight away.
-
-        Their channels' room is reserved first, the store leases those jobs to this
-        process in the same write, and the dispatcher runs them without claiming them
-        (``Dispatcher.reserve``). The dispatcher is woken only for jobs left in the queue.
-        """
-        dispatcher = self.dispatcher
-        if dispatcher is None:
-            return await self.store.enqueue(jobs, now)
-        handoff = dispatcher.reserve(
-            job.channel for job in jobs if job.notification is not None and job.not_before is None
-        )
-        try:
-            result = await self.store.enqueue(jobs, now, handoff)
-        except BaseException:
-            dispatcher.unreserve(handoff)  # nothing was stored, or its lease runs out
-            raise
-        leased = frozenset(result.leased)
-        sendable = [job.notification for job in jobs if job.notification is not None]
-        await dispatcher.hand_off(
-            handoff, [ClaimedJob(n, 0, enqueued_at=now) for n in sendable if n.job_id in leased]
-        )
-        queued = frozenset(result.enqueued) - leased
-        if queued:
-            dispatcher.queued(n.channel for n in sendable if n.job_id in queued)
         return result
 
     async def reload(self) -> ReloadResult:
