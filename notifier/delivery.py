@@ -97,24 +97,21 @@ class Backlog:
     one may wait there, and it goes first. ``quiet_from``: when the last job this process
     held back (rate limit, open circuit, retry, no room) falls due; a claim before then
     cannot find the channel drained, so a channel holding jobs back takes no hand-offs.
-    ``changes`` counts the jobs put in the queue, so a claim that overlapped one can tell.
     """
 
     drained: bool = False
     quiet_from: float = float("-inf")
-    changes: int = 0
 
     def queued(self, due_at: float | None = None) -> None:
         """A job of the channel went into the queue, due at ``due_at`` (None: a claim from
         now on finds it once due, as for a job due now or deferred by a time window)."""
         self.drained = False
-        self.changes += 1
         if due_at is not None:
             self.quiet_from = max(self.quiet_from, due_at)
 
-    def claimed_all(self, now: float, changes: int) -> None:
-        """A claim at ``now`` took every due job of the channel; ``changes`` as it began."""
-        if changes == self.changes and now >= self.quiet_from:
+    def claimed_all(self, now: float) -> None:
+        """A claim at ``now`` took every due job of the channel."""
+        if now >= self.quiet_from:
             self.drained = True
 
 

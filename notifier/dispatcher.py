@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -92,8 +92,11 @@ class Dispatcher:
         self._retry_sleep = retry_sleep
         self._lanes: dict[str, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        # Room held for jobs being enqueued to be handed off (``reserve``), per channel.
-        self._reserved: Counter[str] = Counter()
+        # Room held for jobs being enqueued to be handed off (``_reserve``), per channel.
+        self._reserved: dict[str, int] = {}
+        self._reserved_total = 0
+        # Jobs handed off and not yet started (``_start_handed``), their room still reserved.
+        self._handed: list[ClaimedJob] = []
         self._wakeup = asyncio.Event()
         # The claim loop waits for a send to end (a lane or worker to free up), not for work.
         self._awaiting_room = False
@@ -163,55 +166,83 @@ class Dispatcher:
         (``Backlog``). Else its job goes into the queue and wakes the claim loop, as
         before: a backlog keeps its order, a storm still forms one. Raises as the store.
         """
-        handoff = self._reserve(
-            job.channel for job in jobs if job.notification is not None and job.not_before is None
-        )
+        reserved = self._reserve(jobs)
+        handoff = HandOff(frozenset(reserved), self._clock() + self._lease) if reserved else None
         try:
             result = await self._store.enqueue(jobs, now, handoff)
-        finally:
-            self._unreserve(handoff)  # the jobs leased to us take the room from here on
-        leased = frozenset(result.leased)
-        sendable = [job.notification for job in jobs if job.notification is not None]
-        if leased:
-            handed = [ClaimedJob(n, 0, enqueued_at=now) for n in sendable if n.job_id in leased]
-            if self._loop_task is None or self._stopping:
-                await self._hand_back(handed)  # stop() came during the enqueue
-            else:
-                self._spawn(handed)
-        queued = frozenset(result.enqueued) - leased
-        if queued:
-            for notification in sendable:
-                lane = self._lanes.get(notification.channel)
-                if notification.job_id in queued and lane is not None:
-                    lane.backlog.queued()
+        except BaseException:
+            self._unreserve(reserved)
+            raise
+        leased = set(result.leased)
+        handed = [
+            ClaimedJob(job.notification, 0, now)
+            for job in jobs
+            if job.notification is not None and job.notification.job_id in leased
+        ]
+        if handed and self._loop_task is not None and not self._stopping:
+            # Their room stays held until they start; the rest is given back now.
+            for job in handed:
+                reserved.remove(job.notification.channel)
+            if not self._handed:
+                asyncio.get_running_loop().call_soon(self._start_handed)
+            self._handed += handed
+            handed = []
+        self._unreserve(reserved)
+        if handed:  # stop() came during the enqueue
+            await self._hand_back(handed)
+        if len(result.enqueued) > len(result.leased):
             self._wakeup.set()
         return result
 
-    def _reserve(self, channels: Iterable[str]) -> HandOff | None:
-        """Hold room for a fresh job of each of ``channels`` that may take a hand-off."""
-        if self._loop_task is None or self._stopping:
-            return None
-        free = self._workers - len(self._tasks) - self._reserved.total()
-        taken = []
-        for name in set(channels):
-            lane = self._lanes.get(name)
-            if free <= 0 or lane is None or not lane.backlog.drained:
-                continue
-            if len(lane.sends) + self._reserved[name] >= lane.settings.max_in_flight:
-                continue
-            self._reserved[name] += 1
-            free -= 1
-            taken.append(name)
-        if not taken:
-            return None
-        return HandOff(frozenset(taken), self._clock() + self._lease)
+    def _start_handed(self) -> None:
+        """Start the jobs handed off during one loop turn, together, at its end.
 
-    def _unreserve(self, handoff: HandOff | None) -> None:
-        if handoff is None:
+        Started one by one inside each enqueue, the same jobs cost the event loop several
+        µs more each in a storm (``bench/run.py --only storm``). Until then their room
+        stays reserved; once ``stop()`` was asked, it hands them back instead.
+        """
+        if self._stopping:
             return
-        self._reserved.subtract(handoff.channels)
-        self._reserved = +self._reserved  # drop the zeros
-        if self._awaiting_room:
+        handed, self._handed = self._handed, []
+        self._unreserve([job.notification.channel for job in handed])
+        self._spawn(handed)
+
+    def _reserve(self, jobs: Sequence[PlannedJob]) -> list[str]:
+        """Hold room for each job of ``jobs`` that may take a hand-off; the channels held.
+
+        The lane of every other job with something to send learns now, before the write,
+        that its job goes into the queue: a claim that begins after this may find it.
+        """
+        running = self._loop_task is not None and not self._stopping
+        free = self._workers - len(self._tasks) - self._reserved_total
+        reserved = []
+        for job in jobs:
+            lane = self._lanes.get(job.channel)
+            if job.notification is None or lane is None:
+                continue
+            held = self._reserved.get(job.channel, 0)
+            if (
+                running
+                and free > 0
+                and job.not_before is None
+                and lane.backlog.drained
+                and len(lane.sends) + held < lane.settings.max_in_flight
+            ):
+                self._reserved[job.channel] = held + 1
+                free -= 1
+                reserved.append(job.channel)
+            else:
+                lane.backlog.queued()
+        self._reserved_total += len(reserved)
+        return reserved
+
+    def _unreserve(self, channels: Sequence[str]) -> None:
+        for name in channels:
+            held = self._reserved.pop(name) - 1
+            if held:
+                self._reserved[name] = held
+        self._reserved_total -= len(channels)
+        if channels and self._awaiting_room:
             self._wakeup.set()
 
     async def start(self) -> None:
@@ -235,6 +266,10 @@ class Dispatcher:
                 self._loop_task.cancel()
                 await asyncio.wait({self._loop_task})
             self._loop_task = None
+        if self._handed:
+            handed, self._handed = self._handed, []
+            self._unreserve([job.notification.channel for job in handed])
+            await self._hand_back(handed)
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -307,10 +342,12 @@ class Dispatcher:
         full. Both leave out the room reserved for hand-offs.
         """
         rooms = {
-            name: max(0, lane.settings.max_in_flight - len(lane.sends) - self._reserved[name])
+            name: max(
+                0, lane.settings.max_in_flight - len(lane.sends) - self._reserved.get(name, 0)
+            )
             for name, lane in self._lanes.items()
         }
-        limit = self._workers - len(self._tasks) - self._reserved.total()
+        limit = self._workers - len(self._tasks) - self._reserved_total
         if rooms:
             counted = rooms.values() if among is None else (rooms.get(n, 0) for n in among)
             limit = min(limit, sum(counted))
@@ -357,10 +394,9 @@ class Dispatcher:
         Only the shares below the limit are passed: the others cannot bind.
         """
         shares = {name: room for name, room in rooms.items() if room < limit}
-        changes = {name: lane.backlog.changes for name, lane in self._lanes.items()}
         now = self._clock()
         jobs = await self._store.claim(limit, self._lease, now, channel_limits=shares)
-        self._note_drained(jobs, limit, rooms, changes, now)
+        self._note_drained(jobs, limit, rooms, now)
         return jobs
 
     def _note_drained(
@@ -368,18 +404,21 @@ class Dispatcher:
         jobs: Sequence[ClaimedJob],
         limit: int,
         rooms: Mapping[str, int],
-        changes: Mapping[str, int],
         now: float,
     ) -> None:
         """A claim that came back short took every due job of each channel it gave fewer
         than its room: those lanes are drained. One that filled a channel's room (or the
-        limit) may have left more of its jobs."""
+        limit) may have left more of its jobs.
+
+        A job enqueued while the claim ran may have come too late for it; the wake-up its
+        enqueue gave makes the next claim take it, so it waits one more claim at most.
+        """
         got = Counter(job.notification.channel for job in jobs)
         for name, lane in self._lanes.items():
-            if name not in changes or name not in rooms:
+            if name not in rooms:
                 continue  # a lane a reload added during the claim
             if len(jobs) < limit and got[name] < rooms[name]:
-                lane.backlog.claimed_all(now, changes[name])
+                lane.backlog.claimed_all(now)
             elif got[name]:
                 lane.backlog.queued()
 

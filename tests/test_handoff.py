@@ -161,6 +161,19 @@ async def test_stop_hands_a_handed_off_job_back() -> None:
     assert await store.deliveries() == []
 
 
+async def test_stop_hands_back_a_job_handed_off_but_not_started_yet() -> None:
+    channel = RecordingChannel("hook")
+    store = _Watched()
+    h = await started(channel, store)
+    [job_id] = (await h.ingest(make_payload())).leased  # starts at the end of this loop turn
+
+    await h.dispatcher.stop(grace=1.0)  # asked within the same turn
+
+    assert channel.calls == []
+    [again] = await store.claim(10, lease=60, now=h.clock())
+    assert (again.id, again.attempts) == (job_id, 0)
+
+
 class _GatedEnqueue(_Watched):
     """A ``_Watched`` store whose enqueues with a hand-off wait for ``gate`` once stored."""
 
