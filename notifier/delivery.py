@@ -93,7 +93,7 @@ class Backlog:
 
     ``drained``: a claim took fewer of the channel's jobs than it had room for, so none
     was due then, and no job of the channel went (back) into the queue since. Only then
-    may a fresh job of the channel skip the queue (``Dispatcher.reserve``): else an older
+    may a fresh job of the channel skip the queue (``Dispatcher.enqueue``): else an older
     one may wait there, and it goes first. ``quiet_from``: when the last job this process
     held back (rate limit, open circuit, retry, no room) falls due; a claim before then
     cannot find the channel drained, so a channel holding jobs back takes no hand-offs.

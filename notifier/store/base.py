@@ -71,7 +71,7 @@ class HandOff:
     """The channels whose fresh jobs an enqueue stores leased to the caller, until when.
 
     The dispatcher reserves room for them before the enqueue and runs the leased jobs
-    itself, saving each a claim (``Dispatcher.reserve``).
+    itself, saving each a claim (``Dispatcher.enqueue``).
     """
 
     channels: frozenset[str]
