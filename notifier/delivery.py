@@ -87,12 +87,41 @@ class LaneSettings:
         )
 
 
+@dataclass(slots=True)
+class Backlog:
+    """Whether this process knows a channel to have no job due in the store, for hand-offs.
+
+    ``drained``: a claim took fewer of the channel's jobs than it had room for, so none
+    was due then, and no job of the channel went (back) into the queue since. Only then
+    may a fresh job of the channel skip the queue (``Dispatcher.enqueue``): else an older
+    one may wait there, and it goes first. ``quiet_from``: when the last job this process
+    held back (rate limit, open circuit, retry, no room) falls due; a claim before then
+    cannot find the channel drained, so a channel holding jobs back takes no hand-offs.
+    """
+
+    drained: bool = False
+    quiet_from: float = float("-inf")
+
+    def queued(self, due_at: float | None = None) -> None:
+        """A job of the channel went into the queue, due at ``due_at`` (None: a claim from
+        now on finds it once due, as for a job due now or deferred by a time window)."""
+        self.drained = False
+        if due_at is not None:
+            self.quiet_from = max(self.quiet_from, due_at)
+
+    def claimed_all(self, now: float) -> None:
+        """A claim at ``now`` took every due job of the channel."""
+        if now >= self.quiet_from:
+            self.drained = True
+
+
 class Lane:
     """One configured channel as the dispatcher drives it: protection, settings, metric series.
 
     Built anew on every config load; the breaker and limiter of a channel whose
     protection settings did not change are carried over from ``previous``, and its sends
-    in flight always are (a send started before the reload still counts). Building one
+    in flight and ``Backlog`` always are (a send started before the reload still counts
+    and still tells what it puts back in the queue). Building one
     changes nothing outside it (a bad setting raises ``ValueError``); ``export_gauges``
     points the scrape-time gauges at it once the whole new set of lanes is built.
     """
@@ -115,6 +144,7 @@ class Lane:
         # over (the outcome write that follows does not count), the dispatcher at the latest
         # when the job's task ends.
         self.sends: set[str] = set() if previous is None else previous.sends
+        self.backlog: Backlog = Backlog() if previous is None else previous.backlog
         self.breaker: CircuitBreaker
         self.limiter: TokenBucket | None
         self.last_reason: FailureReason  # of the channel's last retryable failure
@@ -240,16 +270,17 @@ class Deliverer:
         try:
             await self._slot_sleep(wait)
         except asyncio.CancelledError:
-            await self._hand_back(job)
+            await self._hand_back(job, lane)
             raise
         now = self._clock()
         if trial or lane.breaker.state == "closed":
             return now, 0.0
         return now, lane.breaker.allow(now)
 
-    async def put_back(self, job: ClaimedJob) -> None:
+    async def put_back(self, job: ClaimedJob, lane: Lane) -> None:
         """Hand a job back unattempted, due again in a moment: its lane had no room for it."""
         not_before = self._clock() + _PUT_BACK_DELAY
+        lane.backlog.queued(not_before)
         await self._write(job.id, lambda: self._store.release(job.id, not_before=not_before))
 
     async def _attempt(self, job: ClaimedJob, lane: Lane) -> None:
@@ -262,7 +293,7 @@ class Deliverer:
         except TimeoutError:
             error = RetryableError(FailureReason.TIMEOUT, f"no answer within {_age(timeout)}")
         except asyncio.CancelledError:
-            await self._hand_back(job)
+            await self._hand_back(job, lane)
             raise
         except Exception as exc:
             log.exception(
@@ -322,6 +353,7 @@ class Deliverer:
         lane.retries.inc()
         record = self._record(job, lane.channel.type, "retry", error.reason, str(error), took)
         _log_attempt(logging.INFO, record, attempts, retry_in_s=round(delay, 3))
+        lane.backlog.queued(now + delay)
         await self._write(job.id, lambda: self._store.reschedule(record, not_before=now + delay))
 
     async def _hold_back(
@@ -329,6 +361,7 @@ class Deliverer:
     ) -> None:
         """Hand the job back unattempted (circuit open, rate limit), unless it would get too old."""
         if now + wait - job.enqueued_at <= lane.settings.max_age:
+            lane.backlog.queued(now + wait)
             await self._write(job.id, lambda: self._store.release(job.id, not_before=now + wait))
             return
         why = "rate limit" if reason is FailureReason.RATE_LIMITED else "open circuit"
@@ -347,10 +380,12 @@ class Deliverer:
         _log_attempt(logging.WARNING, record, job.attempts + 1)
         await self._write(job.id, lambda: self._store.dead_letter(record))
 
-    async def _hand_back(self, job: ClaimedJob) -> None:
+    async def _hand_back(self, job: ClaimedJob, lane: Lane) -> None:
         """The send was cancelled (shutdown): the job is due again now, no attempt counted."""
+        now = self._clock()
+        lane.backlog.queued(now)
         try:
-            await self._store.release(job.id, not_before=self._clock())
+            await self._store.release(job.id, not_before=now)
         except StoreUnavailable as exc:
             log.warning("could not hand back job %s (%s); its lease will expire", job.id, exc)
 

@@ -14,6 +14,15 @@ cap limits only its own jobs, never the size of a claim for the others.
 
 A claim is a lease: a job whose worker dies, or whose outcome cannot be written, is
 claimed again when the lease expires. Delivery is at-least-once.
+
+Hand-off: a fresh job need not wait for a claim. ``enqueue`` picks the channels whose
+lanes have room, a free worker, and no job known to wait in the store
+(``delivery.Backlog``); the store keeps their jobs already leased to this process
+(``store.base.HandOff``) and the dispatcher runs them as if just claimed. Everything else
+goes through the queue as before: a backlog is claimed oldest first, a lane at its cap or
+holding jobs back (rate limit, open circuit) lets its backlog form in the store, where
+the storm watch can fold it. This saves each job of a calm channel a claim transaction
+and the claim loop's wake-up.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -31,11 +41,12 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from notifier.channels.base import Channel
 from notifier.config import LoadedConfig
+from notifier.dedup import PlannedJob
 from notifier.delivery import Clock, Deliverer, Lane, LaneSettings
 from notifier.metrics import Metrics
 from notifier.protection import CircuitState
 from notifier.retrying import Sleep, first_then_retrying
-from notifier.store.base import ClaimedJob, Store, StoreUnavailable
+from notifier.store.base import ClaimedJob, EnqueueResult, HandOff, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +92,14 @@ class Dispatcher:
         self._retry_sleep = retry_sleep
         self._lanes: dict[str, Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Room held for jobs being enqueued to be handed off (``_reserve``), per channel.
+        self._reserved: dict[str, int] = {}
+        self._reserved_total = 0
+        # Jobs handed off and not yet started (``_start_handed``), their room still reserved.
+        self._handed: list[ClaimedJob] = []
         self._wakeup = asyncio.Event()
+        # The claim loop waits for a send to end (a lane or worker to free up), not for work.
+        self._awaiting_room = False
         # The full lanes the last short claim skipped, and until when (loop time) its
         # finding holds: no other lane had a job due.
         self._short_claim_skipped: frozenset[str] = frozenset()
@@ -130,8 +148,102 @@ class Dispatcher:
         }
 
     def wake(self) -> None:
-        """New work was enqueued: claim now instead of at the next timer."""
+        """New work was enqueued: claim now instead of at the next timer.
+
+        The work is not said to be whose, so no channel is known to be drained any more:
+        none takes hand-offs until a claim finds it drained again."""
+        for lane in self._lanes.values():
+            lane.backlog.queued()
         self._wakeup.set()
+
+    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+        """``Store.enqueue``, handing the fresh jobs this dispatcher has room for straight
+        to it: they are stored leased to this process and run as if just claimed.
+
+        A channel takes a hand-off while the dispatcher runs, its lane has room under its
+        ``max_in_flight`` and a worker is free (counting the room held for enqueues under
+        way), and a claim found it drained since a job of it last went into the queue
+        (``Backlog``). Else its job goes into the queue and wakes the claim loop, as
+        before: a backlog keeps its order, a storm still forms one. Raises as the store.
+        """
+        reserved = self._reserve(jobs)
+        handoff = HandOff(frozenset(reserved), self._clock() + self._lease) if reserved else None
+        try:
+            result = await self._store.enqueue(jobs, now, handoff)
+        except BaseException:
+            self._unreserve(reserved)
+            raise
+        leased = set(result.leased)
+        handed = [
+            ClaimedJob(job.notification, 0, now)
+            for job in jobs
+            if job.notification is not None and job.notification.job_id in leased
+        ]
+        if handed and self._loop_task is not None and not self._stopping:
+            # Their room stays held until they start; the rest is given back now.
+            for job in handed:
+                reserved.remove(job.notification.channel)
+            if not self._handed:
+                asyncio.get_running_loop().call_soon(self._start_handed)
+            self._handed += handed
+            handed = []
+        self._unreserve(reserved)
+        if handed:  # stop() came during the enqueue
+            await self._hand_back(handed)
+        if len(result.enqueued) > len(result.leased):
+            self._wakeup.set()
+        return result
+
+    def _start_handed(self) -> None:
+        """Start the jobs handed off during one loop turn, together, at its end.
+
+        Started one by one inside each enqueue, the same jobs cost the event loop several
+        µs more each in a storm (``bench/run.py --only storm``). Until then their room
+        stays reserved; once ``stop()`` was asked, it hands them back instead.
+        """
+        if self._stopping:
+            return
+        handed, self._handed = self._handed, []
+        self._unreserve([job.notification.channel for job in handed])
+        self._spawn(handed)
+
+    def _reserve(self, jobs: Sequence[PlannedJob]) -> list[str]:
+        """Hold room for each job of ``jobs`` that may take a hand-off; the channels held.
+
+        The lane of every other job with something to send learns now, before the write,
+        that its job goes into the queue: a claim that begins after this may find it.
+        """
+        running = self._loop_task is not None and not self._stopping
+        free = self._workers - len(self._tasks) - self._reserved_total
+        reserved = []
+        for job in jobs:
+            lane = self._lanes.get(job.channel)
+            if job.notification is None or lane is None:
+                continue
+            held = self._reserved.get(job.channel, 0)
+            if (
+                running
+                and free > 0
+                and job.not_before is None
+                and lane.backlog.drained
+                and len(lane.sends) + held < lane.settings.max_in_flight
+            ):
+                self._reserved[job.channel] = held + 1
+                free -= 1
+                reserved.append(job.channel)
+            else:
+                lane.backlog.queued()
+        self._reserved_total += len(reserved)
+        return reserved
+
+    def _unreserve(self, channels: Sequence[str]) -> None:
+        for name in channels:
+            held = self._reserved.pop(name) - 1
+            if held:
+                self._reserved[name] = held
+        self._reserved_total -= len(channels)
+        if channels and self._awaiting_room:
+            self._wakeup.set()
 
     async def start(self) -> None:
         if self._loop_task is None:
@@ -154,6 +266,10 @@ class Dispatcher:
                 self._loop_task.cancel()
                 await asyncio.wait({self._loop_task})
             self._loop_task = None
+        if self._handed:
+            handed, self._handed = self._handed, []
+            self._unreserve([job.notification.channel for job in handed])
+            await self._hand_back(handed)
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -170,8 +286,8 @@ class Dispatcher:
         """
         async with asyncio.timeout(timeout):
             while True:
-                limit, shares = self._room()
-                jobs = await self._claim(limit, shares) if limit > 0 else []
+                limit, rooms = self._room()
+                jobs = await self._claim(limit, rooms) if limit > 0 else []
                 self._spawn(jobs)
                 if jobs and len(jobs) == limit:
                     continue  # there may be more for the lanes that still have room
@@ -184,12 +300,17 @@ class Dispatcher:
         while not self._stopping:
             self._wakeup.clear()
             narrowed = loop.time() < self._nothing_else_due_until
-            limit, shares = self._room(self._short_claim_skipped if narrowed else None)
+            limit, rooms = self._room(self._short_claim_skipped if narrowed else None)
             if limit <= 0:
-                await self._woken(self._nothing_else_due_until - loop.time() if narrowed else None)
+                self._awaiting_room = True
+                try:
+                    within = self._nothing_else_due_until - loop.time() if narrowed else None
+                    await self._woken(within)
+                finally:
+                    self._awaiting_room = False
                 continue
             try:
-                jobs = await self._claim_until_it_works(limit, shares)
+                jobs = await self._claim_until_it_works(limit, rooms)
             except Exception as exc:  # the claims failed until stop() was asked
                 log.warning("claiming jobs failed as the dispatcher stopped: %r", exc)
                 return
@@ -213,22 +334,24 @@ class Dispatcher:
                 await self._wakeup.wait()
 
     def _room(self, among: frozenset[str] | None = None) -> tuple[int, dict[str, int]]:
-        """How many jobs the next claim may take in all, and each channel's share of them.
+        """How many jobs the next claim may take in all, and each channel's room.
 
-        A lane's share is the room left under its ``max_in_flight`` (0 at its cap), so one
+        A lane's room is what is left under its ``max_in_flight`` (0 at its cap), so one
         claim cannot overfill a lane. The limit is the free workers, and no more than the
         room of the lanes together (of those ``among``, when given): 0 when they are all
-        full. Only the shares below the limit are given; the others cannot bind.
+        full. Both leave out the room reserved for hand-offs.
         """
         rooms = {
-            name: max(0, lane.settings.max_in_flight - len(lane.sends))
+            name: max(
+                0, lane.settings.max_in_flight - len(lane.sends) - self._reserved.get(name, 0)
+            )
             for name, lane in self._lanes.items()
         }
-        limit = self._workers - len(self._tasks)
+        limit = self._workers - len(self._tasks) - self._reserved_total
         if rooms:
             counted = rooms.values() if among is None else (rooms.get(n, 0) for n in among)
             limit = min(limit, sum(counted))
-        return limit, {name: room for name, room in rooms.items() if room < limit}
+        return limit, rooms
 
     def _full_lanes(self) -> frozenset[str]:
         return frozenset(
@@ -248,9 +371,7 @@ class Dispatcher:
             except Exception:
                 log.exception("handing back job %s failed; its lease will expire", job.id)
 
-    async def _claim_until_it_works(
-        self, limit: int, shares: Mapping[str, int]
-    ) -> list[ClaimedJob]:
+    async def _claim_until_it_works(self, limit: int, rooms: Mapping[str, int]) -> list[ClaimedJob]:
         """Claim, trying again after any failure until a claim works or stop() is asked.
 
         Whatever went wrong, the loop must outlive it: a dead claim loop would leave the
@@ -264,10 +385,42 @@ class Dispatcher:
             before_sleep=_log_failed_claim,
             reraise=True,
         )
-        return await first_then_retrying(partial(self._claim, limit, shares), retrying)
+        return await first_then_retrying(partial(self._claim, limit, rooms), retrying)
 
-    async def _claim(self, limit: int, shares: Mapping[str, int]) -> list[ClaimedJob]:
-        return await self._store.claim(limit, self._lease, self._clock(), channel_limits=shares)
+    async def _claim(self, limit: int, rooms: Mapping[str, int]) -> list[ClaimedJob]:
+        """Claim up to ``limit`` jobs, each channel's share the room its lane has; note the
+        lanes it drained.
+
+        Only the shares below the limit are passed: the others cannot bind.
+        """
+        shares = {name: room for name, room in rooms.items() if room < limit}
+        now = self._clock()
+        jobs = await self._store.claim(limit, self._lease, now, channel_limits=shares)
+        self._note_drained(jobs, limit, rooms, now)
+        return jobs
+
+    def _note_drained(
+        self,
+        jobs: Sequence[ClaimedJob],
+        limit: int,
+        rooms: Mapping[str, int],
+        now: float,
+    ) -> None:
+        """A claim that came back short took every due job of each channel it gave fewer
+        than its room: those lanes are drained. One that filled a channel's room (or the
+        limit) may have left more of its jobs.
+
+        A job enqueued while the claim ran may have come too late for it; the wake-up its
+        enqueue gave makes the next claim take it, so it waits one more claim at most.
+        """
+        got = Counter(job.notification.channel for job in jobs)
+        for name, lane in self._lanes.items():
+            if name not in rooms:
+                continue  # a lane a reload added during the claim
+            if len(jobs) < limit and got[name] < rooms[name]:
+                lane.backlog.claimed_all(now)
+            elif got[name]:
+                lane.backlog.queued()
 
     async def _idle(self, *, nothing_claimed: bool) -> None:
         """Sleep until woken, until the store signals work, or until the next job falls due."""
@@ -301,25 +454,32 @@ class Dispatcher:
         for job in jobs:
             lane = self._lanes.get(job.notification.channel)
             if lane is None:
-                self._start(self._deliverer.run(job, None))
+                self._start(self._deliverer.run(job, None), None)
             elif len(lane.sends) < lane.settings.max_in_flight:
                 lane.sends.add(job.id)
-                task = self._start(self._deliverer.run(job, lane))
+                task = self._start(self._deliverer.run(job, lane), lane)
                 # Out at the latest now: a task cancelled before it ran never sent.
                 task.add_done_callback(partial(_remove_from_sends, lane.sends, job.id))
             else:
                 # The room was counted before the claim; only a reload can shrink it since.
-                self._start(self._deliverer.put_back(job))
+                self._start(self._deliverer.put_back(job, lane), lane)
 
-    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _start(self, work: Coroutine[Any, Any, None], lane: Lane | None) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._finished)
+        task.add_done_callback(partial(self._finished, lane))
         return task
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, lane: Lane | None, task: asyncio.Task[None]) -> None:
+        """A job's task ended: claim again if that may now take more.
+
+        Its lane has room again; only a lane not drained may have jobs waiting for it, or
+        any lane when the loop waited for a free worker. A drained lane's end (the common
+        case once jobs are handed off) wakes nothing: no claim would find work.
+        """
         self._tasks.discard(task)
-        self._wakeup.set()
+        if lane is None or not lane.backlog.drained or self._awaiting_room:
+            self._wakeup.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("delivery task failed unexpectedly", exc_info=exc)
 

@@ -277,9 +277,10 @@ class Runtime:
         if taken.rest is None:
             return EnqueueResult((), 0)
         jobs = plan_notifications(taken.rest, self.loaded, now, _new_job_id)
-        result = await self.store.enqueue(jobs, now)
-        if result.enqueued and self.dispatcher is not None:
-            self.dispatcher.wake()
+        if self.dispatcher is None:
+            result = await self.store.enqueue(jobs, now)
+        else:  # fresh jobs the dispatcher has room for go to it without a claim
+            result = await self.dispatcher.enqueue(jobs, now)
         await self.incidents.on_payload(taken.rest, now)
         return result
 

@@ -26,6 +26,9 @@ Beyond ``notifier/store/base.py``'s docstring, these tests pin down:
   three that end an attempt still log it (a late answer from a worker whose lease ran
   out is harmless);
 - a dead letter's ``reason`` is the record's, or ``"other"`` when it has none;
+- a job handed off at enqueue (``HandOff``) is exactly as a claim at ``now`` would leave
+  it: leased, unattempted, claimable once its lease ends, ended by ``complete`` etc.;
+  a deferred job, or one deduplicated, is never stored leased;
 - ``replay`` makes the job due at ``now`` with ``attempts`` 0 and ``enqueued_at`` = now
   (its retry budget starts again); it answers False for a queued or unknown job;
 - ``deliveries`` are ordered by ``at``, newest first; the log keeps the newest
@@ -59,6 +62,7 @@ from notifier.payload import WebhookPayload
 from notifier.store.base import (
     ClaimedJob,
     DeliveryRecord,
+    HandOff,
     Outcome,
     QueueStats,
     Store,
@@ -432,6 +436,54 @@ class StoreContract:
         await store.release("a", not_before=200.0)
         assert await store.claim(limit=5, lease=30.0, now=199.0) == []
         assert ids(await store.claim(limit=5, lease=30.0, now=200.0)) == ["a"]
+
+    async def test_a_handed_off_job_is_stored_leased_until_its_lease_ends(
+        self, store: Store
+    ) -> None:
+        handoff = HandOff(frozenset({"ops-slack"}), lease_until=130.0)
+        jobs = [planned("slack"), planned("mail", channel="mail")]
+        result = await store.enqueue(jobs, now=100.0, handoff=handoff)
+        assert (result.enqueued, result.leased) == (("slack", "mail"), ("slack",))
+        assert await store.stats(now=100.0) == QueueStats(
+            queued=1, in_flight=1, due=1, oldest_due_age=0.0, dead_letters=0
+        )
+        assert ids(await store.claim(limit=5, lease=30.0, now=100.0)) == ["mail"]
+        await store.complete(record("mail", at=101.0, channel="mail"))
+        assert await store.claim(limit=5, lease=30.0, now=129.9) == []
+        assert await store.next_due_at() == 130.0
+        # Its process died: once the lease ran out it is claimed as any job, unattempted.
+        [again] = await store.claim(limit=5, lease=30.0, now=130.0)
+        assert (again.id, again.attempts, again.enqueued_at) == ("slack", 0, 100.0)
+        assert again.notification == jobs[0].notification
+
+    async def test_a_handed_off_job_ends_as_a_claimed_one_does(self, store: Store) -> None:
+        handoff = HandOff(frozenset({"ops-slack"}), lease_until=130.0)
+        await store.enqueue([planned("a"), planned("b")], now=100.0, handoff=handoff)
+        done = record("a", at=101.0)
+        await store.complete(done)
+        assert await store.deliveries() == [done]
+        await store.release("b", not_before=102.0)  # handed back unattempted
+        assert await store.claim(limit=5, lease=30.0, now=101.0) == []
+        [claimed] = await store.claim(limit=5, lease=30.0, now=102.0)
+        assert (claimed.id, claimed.attempts) == ("b", 0)
+        await store.complete(record("b", at=103.0))
+        assert await store.claim(limit=5, lease=30.0, now=1000.0) == []
+        assert (await store.stats(now=1000.0)).queued == 0
+
+    async def test_deferred_and_deduplicated_jobs_are_never_handed_off(self, store: Store) -> None:
+        await store.enqueue([planned("told", "g")], now=100.0)
+        handoff = HandOff(frozenset({"ops-slack"}), lease_until=1000.0)
+        jobs = [
+            planned("repeat", "g"),  # the channel was told this group already
+            replace(planned("muted"), not_before=500.0),  # deferred by a time window
+            planned("told", "other"),  # this very job is stored already
+            planned("fresh"),
+        ]
+        result = await store.enqueue(jobs, now=101.0, handoff=handoff)
+        assert (result.enqueued, result.deduplicated) == (("muted", "fresh"), 2)
+        assert result.leased == ("fresh",)
+        assert ids(await store.claim(limit=5, lease=900.0, now=101.0)) == ["told"]
+        assert ids(await store.claim(limit=5, lease=900.0, now=500.0)) == ["muted"]
 
     async def test_complete_removes_the_job_and_logs_the_attempt(self, store: Store) -> None:
         await store.enqueue([planned("a"), planned("b")], now=100.0)

@@ -5,6 +5,8 @@ pointing at a slow sink (each request held ~200 ms). Fifty distinct payloads are
 accepted, the process is SIGKILLed while the sink holds requests, and a new process on
 the same store must deliver every one of them: at-least-once, so a job whose send was
 under way may arrive twice (counted and bounded by the worker count), none may be missing.
+A job an idle notifier handed to its dispatcher at enqueue (leased, never claimed) is
+killed mid-send too: the restart sends it once its lease runs out.
 """
 
 from __future__ import annotations
@@ -72,3 +74,30 @@ async def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path) -> None:
     assert all(keys)
     # Only a send under way at the kill may be repeated: at most one per worker.
     assert duplicates <= WORKERS
+
+
+async def test_sigkill_during_a_handed_off_send_delivers_after_the_lease(tmp_path: Path) -> None:
+    """An idle notifier hands a fresh job straight to its dispatcher, leased at enqueue
+    (no claim): killed mid-send, its restart delivers the job once the lease runs out."""
+    hold = asyncio.Event()
+    sink = WebhookSink(hold=hold)
+    async with serve_app(sink.app()) as sink_url:
+        config = write_config(
+            tmp_path / "notifier.yaml",
+            {"sink": {"type": "webhook", "url": f"{sink_url}/hook"}},
+            default_channels=["sink"],
+            storage={"lease": "2s", "workers": WORKERS},
+            defaults={"timeout": "1s"},
+        )
+        async with running_notifier(config, tmp_path, name="first") as first:
+            assert await first.post_alerts(webhook_payload("HandedOff")) == 202
+            await wait_until(lambda: len(sink.requests) == 1, "the send under way")
+            first.kill()
+        hold.set()  # the sink answers from now on
+
+        async with running_notifier(config, tmp_path, name="restarted") as restarted:
+            await wait_until(lambda: len(sink.requests) == 2, "the job sent again", 20)
+            await wait_until(restarted.idle, "the restarted queue to empty", 10)
+
+    assert _alertnames(sink) == {"HandedOff"}
+    assert len(set(sink.keys())) == 1  # one job, sent twice: at least once

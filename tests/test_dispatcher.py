@@ -19,11 +19,11 @@ import pytest
 
 from notifier.channels.base import FailureReason, PermanentError, Receipt, RetryableError
 from notifier.config import LoadedConfig
-from notifier.dedup import plan_notifications
+from notifier.dedup import PlannedJob, plan_notifications
 from notifier.dispatcher import Dispatcher
 from notifier.metrics import Metrics
 from notifier.payload import WebhookPayload
-from notifier.store.base import DeliveryRecord, StoreUnavailable
+from notifier.store.base import DeliveryRecord, EnqueueResult, StoreUnavailable
 from notifier.store.memory import MemoryStore
 from notifier.testing import ManualClock, RecordingChannel, config_for_tests, make_payload
 
@@ -76,10 +76,19 @@ class Harness:
         await asyncio.sleep(self.slot_wait)
 
     async def post(self, payload: WebhookPayload) -> tuple[str, ...]:
-        now = self.clock()
-        jobs = plan_notifications(payload, self.config, now, lambda: f"job-{next(self._ids)}")
-        result = await self.store.enqueue(jobs, now)
+        """Put the payload's jobs in the queue (the store's enqueue alone)."""
+        result = await self.store.enqueue(self._plan(payload), self.clock())
         return result.enqueued
+
+    async def ingest(self, payload: WebhookPayload) -> EnqueueResult:
+        """As the receiver does: through the dispatcher, which takes the jobs it has room
+        for straight away (``Dispatcher.enqueue``)."""
+        return await self.dispatcher.enqueue(self._plan(payload), self.clock())
+
+    def _plan(self, payload: WebhookPayload) -> list[PlannedJob]:
+        return plan_notifications(
+            payload, self.config, self.clock(), lambda: f"job-{next(self._ids)}"
+        )
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0

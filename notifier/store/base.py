@@ -15,6 +15,12 @@ Every implementation (memory, SQLite, Redis) passes one contract suite
   its ``enqueued_at`` is then too; while it waits unattempted, the next job of its
   (channel, group) is judged against what the channel was told before it and replaces
   it (``notifier.deferral``).
+- ``enqueue`` with a ``HandOff`` stores each job it enqueues of a channel the hand-off
+  names, and not deferred (``not_before`` None), already leased until
+  ``HandOff.lease_until`` (as a claim at ``now`` would leave it: attempts 0,
+  ``enqueued_at`` now) and lists it in ``EnqueueResult.leased``: the caller delivers it
+  without a claim (the dispatcher's hand-off). If the caller dies, the lease runs out
+  and the job is claimed as any other.
 - ``claim`` hands out due jobs (``not_before <= now``), oldest first, each with a lease
   until ``now + lease``; a job whose lease expired is due again. Delivery is therefore
   at-least-once: a worker that dies mid-send leaves the job to be sent again.
@@ -57,6 +63,23 @@ class StoreUnavailable(Exception):
 class EnqueueResult:
     enqueued: tuple[str, ...]  # job ids
     deduplicated: int
+    leased: tuple[str, ...] = ()  # of ``enqueued``: stored leased to the caller (``HandOff``)
+
+
+@dataclass(frozen=True, slots=True)
+class HandOff:
+    """The channels whose fresh jobs an enqueue stores leased to the caller, until when.
+
+    The dispatcher reserves room for them before the enqueue and runs the leased jobs
+    itself, saving each a claim (``Dispatcher.enqueue``).
+    """
+
+    channels: frozenset[str]
+    lease_until: float
+
+    def takes(self, job: PlannedJob) -> bool:
+        """Whether ``job``, once stored, is stored leased: it sends now on a channel named."""
+        return job.not_before is None and job.channel in self.channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +308,9 @@ class Store(ChannelState, Timers, Incidents, HeartbeatStates, Protocol):
         """Raise ``StoreUnavailable`` unless the store can be read and written."""
         ...
 
-    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult: ...
+    async def enqueue(
+        self, jobs: Sequence[PlannedJob], now: float, handoff: HandOff | None = None
+    ) -> EnqueueResult: ...
 
     async def claim(
         self,

@@ -31,6 +31,7 @@ from notifier.store.base import (
     EnqueueResult,
     Fold,
     Folder,
+    HandOff,
     QueueStats,
     ThreadRef,
     Timer,
@@ -98,8 +99,11 @@ class MemoryStore:
     async def ping(self) -> None:
         pass
 
-    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+    async def enqueue(
+        self, jobs: Sequence[PlannedJob], now: float, handoff: HandOff | None = None
+    ) -> EnqueueResult:
         enqueued: list[str] = []
+        leased: list[str] = []
         deduplicated = 0
         for planned in jobs:
             notification = planned.notification
@@ -129,14 +133,17 @@ class MemoryStore:
             due = planned.sent_at(now)
             self._seq += 1
             # A deferred job's retry budget (``retry.max_age``) starts when it falls due.
-            self._jobs[job_id] = _Job(notification, self._seq, due, not_before=due)
-            self._push(self._jobs[job_id])
+            job = self._jobs[job_id] = _Job(notification, self._seq, due, not_before=due)
+            if handoff is not None and handoff.takes(planned):
+                job.lease_until = handoff.lease_until
+                leased.append(job_id)
+            self._push(job)
             deferral = deferral_for(planned, basis, basis_expiry, job_id)
             if deferral is not None:
                 self._deferrals[key] = deferral
             enqueued.append(job_id)
         self._sweep_entries(now)
-        return EnqueueResult(tuple(enqueued), deduplicated)
+        return EnqueueResult(tuple(enqueued), deduplicated, tuple(leased))
 
     def _waiting_deferral(self, key: tuple[str, str], now: float) -> Deferral | None:
         """The deferral of ``key`` if its job still waits unattempted; a stale one is dropped."""

@@ -71,6 +71,7 @@ from notifier.store.base import (
     EnqueueResult,
     Fold,
     Folder,
+    HandOff,
     QueueStats,
     StoreUnavailable,
     ThreadRef,
@@ -234,7 +235,9 @@ class RedisStore:
         with self._unavailable():
             await self._client.set(self._key("ping"), "1")
 
-    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+    async def enqueue(
+        self, jobs: Sequence[PlannedJob], now: float, handoff: HandOff | None = None
+    ) -> EnqueueResult:
         if not jobs:
             return EnqueueResult((), 0)
         entry_keys = []
@@ -253,12 +256,16 @@ class RedisStore:
                 _num(job.repeat_interval),
                 str(max(1, math.ceil((job.entry_expires_at(now) - now) * 1000))),
                 "" if job.not_before is None else _num(job.sent_at(now)),
+                _num(handoff.lease_until) if handoff is not None and handoff.takes(job) else "",
             ]
-        enqueued: list[str] = await self._call(self._enqueue, args, entry_keys)
-        stored = set(enqueued)
+        ids: list[str] = await self._call(self._enqueue, args, entry_keys)
+        split = ids.index("")
+        enqueued, leased = tuple(ids[:split]), tuple(ids[split + 1 :])
+        # Jobs stored leased are run by the caller: no claim of ours will want them back.
+        claimable = set(enqueued).difference(leased)
         sendable = [job.notification for job in jobs if job.notification is not None]
-        self._recent.remember(n for n in sendable if n.job_id in stored)
-        return EnqueueResult(tuple(enqueued), len(sendable) - len(enqueued))
+        self._recent.remember(n for n in sendable if n.job_id in claimable)
+        return EnqueueResult(enqueued, len(sendable) - len(enqueued), leased)
 
     async def claim(
         self,

@@ -89,7 +89,8 @@ end
 
 # Stores a new job, insert-if-absent on its payload, the one way every script adds a job
 # (the module docstring's hashes); says whether it was new. ``queue`` lists the keys
-# ``due``, ``payload``, ``attempts``, ``enqueued`` and ``channel``, in that order.
+# ``due`` (``leased`` for a job stored leased, ``due_at`` then its lease end), ``payload``,
+# ``attempts``, ``enqueued`` and ``channel``, in that order.
 _ADD_JOB = """
 local function add_job(queue, id, payload, channel, enqueued_at, due_at)
     local due, payloads, attempts, enqueued, channels = unpack(queue)
@@ -108,10 +109,12 @@ end
 # deferred job's id and the entry as it was before, ``told``, '' for none).
 # ARGV: now, wake channel, then per job: id ('' when there is nothing to send), channel,
 # payload, the entry it would write (JSON), send_resolved ('1' or '0'), repeat_interval,
-# the entry's ttl_ms, not_before ('' unless deferred).
+# the entry's ttl_ms, not_before ('' unless deferred), lease_until ('' unless the job is
+# handed off: then it is stored in ``leased`` until then, as a claim would leave it).
 # A deferral whose job still waits (never attempted, under no live lease) is judged
 # against instead of the entry, and its job removed (``notifier.deferral``).
-# Returns the ids enqueued.
+# Returns the ids enqueued, then a '' and the ids of those stored leased. Wakes the
+# replicas unless every job stored is leased (they would find nothing to claim).
 ENQUEUE = Lua(
     ("due", "payload", "attempts", "enqueued", "channel", "leased"),
     _NEEDS_UPDATE
@@ -145,10 +148,12 @@ local function remove_waiting(id)
     return true
 end
 
-local enqueued = {}
+local leasing = {KEYS[6], KEYS[2], KEYS[3], KEYS[4], KEYS[5]}
+local enqueued, leased = {}, {}
 for i = 7, #KEYS, 2 do
-    local arg = 3 + (i - 7) / 2 * 8
+    local arg = 3 + (i - 7) / 2 * 9
     local id, entry, not_before = ARGV[arg], ARGV[arg + 3], ARGV[arg + 7]
+    local lease_until = ARGV[arg + 8]
     local basis_raw = redis.call('GET', KEYS[i])
     local basis = live(basis_raw)
     local waiting = false
@@ -168,7 +173,15 @@ for i = 7, #KEYS, 2 do
     if needs_update(basis, cjson.decode(entry), send_resolved, repeat_interval, now) then
         redis.call('SET', KEYS[i], entry, 'PX', ARGV[arg + 6])
         local due = not_before ~= '' and not_before or ARGV[1]
-        if id ~= '' and add_job(queue, id, ARGV[arg + 2], ARGV[arg + 1], due, due) then
+        local payload, channel = ARGV[arg + 2], ARGV[arg + 1]
+        if id == '' then
+            -- the entry is updated, nothing is sent
+        elseif lease_until ~= '' then
+            if add_job(leasing, id, payload, channel, due, lease_until) then
+                enqueued[#enqueued + 1] = id
+                leased[#leased + 1] = id
+            end
+        elseif add_job(queue, id, payload, channel, due, due) then
             if not_before ~= '' then
                 redis.call('HSET', KEYS[i + 1], 'job', id, 'told', basis_raw or '')
                 redis.call('PEXPIRE', KEYS[i + 1], ARGV[arg + 6])
@@ -184,8 +197,12 @@ for i = 7, #KEYS, 2 do
         end
     end
 end
-if #enqueued > 0 then
+if #enqueued > #leased then
     redis.call('PUBLISH', ARGV[2], '1')
+end
+enqueued[#enqueued + 1] = ''
+for _, id in ipairs(leased) do
+    enqueued[#enqueued + 1] = id
 end
 return enqueued
 """,

@@ -39,6 +39,7 @@ from notifier.store.base import (
     EnqueueResult,
     Fold,
     Folder,
+    HandOff,
     QueueStats,
     ThreadRef,
     Timer,
@@ -71,8 +72,10 @@ _WRITE_ENTRY = """
         resolved = excluded.resolved, at = excluded.at, expires_at = excluded.expires_at,
         deferred_job = excluded.deferred_job, told = excluded.told
 """
+# lease_until: NULL, or the end of the lease of a job stored leased (handed off).
 _INSERT_JOB = """
-    INSERT INTO jobs (id, channel, payload, not_before, enqueued_at) VALUES (?, ?, ?, ?, ?)
+    INSERT INTO jobs (id, channel, payload, not_before, enqueued_at, lease_until)
+    VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING
 """
 # A deferred job still waits while it is queued, never attempted and under no live lease.
@@ -173,12 +176,18 @@ class SQLiteStore:
     async def ping(self) -> None:
         await self._writer.run(_ping)
 
-    async def enqueue(self, jobs: Sequence[PlannedJob], now: float) -> EnqueueResult:
+    async def enqueue(
+        self, jobs: Sequence[PlannedJob], now: float, handoff: HandOff | None = None
+    ) -> EnqueueResult:
         # The notifications are encoded here, off the writer thread every write waits for.
         sends = [
             None
             if j.notification is None
-            else (j.notification.job_id, j.notification.model_dump_json())
+            else (
+                j.notification.job_id,
+                j.notification.model_dump_json(),
+                handoff.lease_until if handoff is not None and handoff.takes(j) else None,
+            )
             for j in jobs
         ]
         sweep = now >= self._next_sweep
@@ -187,11 +196,12 @@ class SQLiteStore:
         result, backlog = await self._writer.run(partial(_enqueue, jobs, sends, now, sweep))
         if backlog:
             self._next_sweep = float("-inf")  # more expired entries wait: the next one sweeps too
-        stored = set(result.enqueued)
+        # Jobs stored leased are run by the caller: no claim of ours will want them back.
+        claimable = set(result.enqueued).difference(result.leased)
         self._recent.remember(
             job.notification
             for job in jobs
-            if job.notification is not None and job.notification.job_id in stored
+            if job.notification is not None and job.notification.job_id in claimable
         )
         return result
 
@@ -348,7 +358,7 @@ class SQLiteStore:
         notifications: Sequence[Notification],
         now: float,
     ) -> bool:
-        jobs = [(n.job_id, n.channel, n.model_dump_json(), now, now) for n in notifications]
+        jobs = [(n.job_id, n.channel, n.model_dump_json(), now, now, None) for n in notifications]
         changed = await self._writer.run(
             partial(
                 _change_incident,
@@ -451,18 +461,20 @@ def _fetch_all(
 
 def _enqueue(
     jobs: Sequence[PlannedJob],
-    sends: list[tuple[str, str] | None],
+    sends: list[tuple[str, str, float | None] | None],
     now: float,
     sweep: bool,
     conn: sqlite3.Connection,
 ) -> tuple[EnqueueResult, bool]:
     """Each job against its log entry, in order; with ``sweep``, drop expired entries too.
 
-    ``sends`` holds each job's id and JSON, or None where it has nothing to send.
+    ``sends`` holds each job's id, JSON and the end of the lease it is stored under (None:
+    stored due), or None where it has nothing to send.
 
     Also says whether the sweep removed a full batch (more expired entries may wait).
     """
     enqueued: list[str] = []
+    leased: list[str] = []
     deduplicated = 0
     for job, send in zip(jobs, sends, strict=True):
         row = conn.execute(_READ_ENTRY, (job.channel, job.group)).fetchone()
@@ -486,14 +498,18 @@ def _enqueue(
         _write_entry(conn, job, job.entry(now), job.entry_expires_at(now), kept)
         if send is None:
             continue  # the entry is updated, nothing is sent
-        job_id, payload = send
+        job_id, payload, lease_until = send
         due = job.sent_at(now)  # a deferred job's retry budget starts when it falls due
-        if conn.execute(_INSERT_JOB, (job_id, job.channel, payload, due, due)).rowcount == 0:
+        row = (job_id, job.channel, payload, due, due, lease_until)
+        if conn.execute(_INSERT_JOB, row).rowcount == 0:
             deduplicated += 1  # this very job is already stored
-        else:
-            enqueued.append(job_id)
+            continue
+        enqueued.append(job_id)
+        if lease_until is not None:
+            leased.append(job_id)
     swept = conn.execute(_SWEEP_LOG, (now,)).rowcount if sweep else 0
-    return EnqueueResult(tuple(enqueued), deduplicated), swept >= _SWEEP_BATCH
+    result = EnqueueResult(tuple(enqueued), deduplicated, tuple(leased))
+    return result, swept >= _SWEEP_BATCH
 
 
 def _stored_entry(
@@ -639,7 +655,8 @@ def _fold(
         _log(conn, record, log_size)
     digest = fold.digest
     conn.execute(
-        _INSERT_JOB, (digest.job_id, channel, digest.model_dump_json(), fold.not_before, now)
+        _INSERT_JOB,
+        (digest.job_id, channel, digest.model_dump_json(), fold.not_before, now, None),
     )
     return fold
 
@@ -846,5 +863,5 @@ def _put_heartbeat(
         ),
     )
     for job_id, channel, payload in sends:
-        conn.execute(_INSERT_JOB, (job_id, channel, payload, now, now))
+        conn.execute(_INSERT_JOB, (job_id, channel, payload, now, now, None))
     return True

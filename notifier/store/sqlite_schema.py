@@ -11,10 +11,11 @@ Tables:
 
 - ``jobs``: the queue and the dead letters (``state`` queued/dead). A job may be claimed
   when ``coalesce(lease_until, not_before) <= now``: its scheduled time, or while it is
-  leased, the end of its lease (``claim`` sets ``lease_until``; ``reschedule`` and
-  ``release`` clear it). ``jobs_due`` indexes exactly that expression, so claiming,
-  ``next_due_at`` and the due counts are index range scans; it also holds the channel,
-  so a claim that skips some channels tests each due job without reading its row.
+  leased, the end of its lease (``claim`` sets ``lease_until``, as does an enqueue
+  that hands the job off; ``reschedule`` and ``release`` clear it). ``jobs_due``
+  indexes exactly that expression, so claiming, ``next_due_at`` and the due counts are
+  index range scans; it also holds the channel, so a claim that skips some channels
+  tests each due job without reading its row.
 - ``notification_log``: one entry per (channel, group): the fingerprints firing and
   resolved at the last notification (JSON arrays), its time, and its expiry; an
   expired entry counts as absent (``notifier.dedup``). ``deferred_job`` and ``told``
