@@ -1,12 +1,14 @@
 """The two threads that own the SQLite store's connections; the event loop never blocks on SQLite.
 
-``GroupCommitWriter``: every write is a small function of a connection (an *op*) put on
-a queue. One thread takes whatever ops are waiting (up to ``max_batch``), runs them in
-ONE transaction, commits, and only then resolves each caller's future. While it commits
-(an fsync), new ops pile up and form the next batch, so under load one fsync serves many
-requests: a group commit. When the store is busy (a batch finds several others
-already waiting), the thread waits ``commit_delay`` for more before committing, as PostgreSQL's
-``commit_delay`` does, so each fsync serves a larger batch.
+``GroupCommitWriter``: every write is a small function of a connection (an *op*). The
+ops submitted during one event-loop turn go on a queue together at the turn's end: one
+wake-up of the thread per turn, not per op. One thread takes whatever ops are waiting
+(about ``max_batch``), runs them in ONE transaction, commits, and only then resolves each
+caller's future. While it commits (an fsync), new ops pile up and form the next batch,
+so under load one fsync serves many requests: a group commit. When the store is busy (a
+batch finds several others already waiting), the thread waits ``commit_delay`` for more
+before committing, as PostgreSQL's ``commit_delay`` does, so each fsync serves a larger
+batch.
 
 - An op that raises (a bug, a constraint) fails alone; the rest of the batch commits.
   Ops run without savepoints (they cost two statements each); when one raises, the
@@ -99,7 +101,8 @@ class GroupCommitWriter:
         self._name = name  # e.g. "SQLite store /data/notifier.db", for error messages
         self._max_batch = max_batch
         self._commit_delay = commit_delay
-        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Item] | object] = queue.SimpleQueue()
+        self._pending: list[_Item] = []  # submitted this loop turn, handed over at its end
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -116,6 +119,7 @@ class GroupCommitWriter:
         """Finish the queued ops, close the connection, end the thread."""
         thread, self._thread = self._thread, None
         if thread is not None:
+            self._hand_over()  # the ops submitted this loop turn go before the stop
             self._queue.put(_STOP)
             await asyncio.to_thread(thread.join)
 
@@ -129,16 +133,25 @@ class GroupCommitWriter:
             raise StoreUnavailable(f"{self._name} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Item(op, future, loop))
+        if not self._pending:
+            loop.call_soon(self._hand_over)
+        self._pending.append(_Item(op, future, loop))
         return future
+
+    def _hand_over(self) -> None:
+        """Give the writer this loop turn's ops at once: one wake-up of its thread, not one
+        per op (each costs the event loop a switch to that thread and back)."""
+        pending, self._pending = self._pending, []
+        if pending:  # stop() may have handed them over already
+            self._queue.put(pending)
 
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
                 break
-            assert isinstance(first, _Item)
-            batch = [first]
+            assert isinstance(first, list)
+            batch = first
             stopping = self._take_waiting(batch)
             if len(batch) >= _BUSY and not stopping and self._commit_delay > 0:
                 # Others were waiting: the store is busy. A moment more gathers a larger
@@ -155,13 +168,13 @@ class GroupCommitWriter:
         """Add the queued ops to ``batch`` (up to ``max_batch``); True when stop() was asked."""
         while len(batch) < self._max_batch:
             try:
-                item = self._queue.get_nowait()
+                items = self._queue.get_nowait()
             except queue.Empty:
                 return False
-            if item is _STOP:
+            if items is _STOP:
                 return True
-            assert isinstance(item, _Item)
-            batch.append(item)
+            assert isinstance(items, list)
+            batch += items
         return False
 
     def _execute(self, batch: list[_Item]) -> list[_Outcome]:
