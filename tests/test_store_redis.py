@@ -327,3 +327,28 @@ async def test_pipelined_calls_each_get_their_own_result_or_error() -> None:
     assert isinstance(results[1], ResponseError)
     assert "bad call" in str(results[1])
     assert results[2] == "c"
+
+
+async def test_scripts_redis_has_forgotten_are_loaded_again_and_run_once(
+    private_redis: PrivateRedis,
+) -> None:
+    """After ``SCRIPT FLUSH`` (as after a restart) calls answer ``NOSCRIPT`` without running;
+    they are sent again once the scripts are loaded, so each runs exactly once."""
+    url = f"redis://:{PASSWORD}@127.0.0.1:{private_redis.port}/0"
+    store = RedisStore(url)
+    await store.open()
+    client = aioredis.from_url(url)
+    try:
+        await store.enqueue([planned("before")], now=100.0)
+        await client.script_flush()
+        both = await asyncio.gather(
+            store.enqueue([planned("a")], now=101.0), store.enqueue([planned("b")], now=101.0)
+        )
+        assert [result.enqueued for result in both] == [("a",), ("b",)]
+        claimed = await store.claim(limit=10, lease=30.0, now=102.0)
+        assert ids(claimed) == ["before", "a", "b"]
+        await store.complete(record("a", at=103.0))
+        assert [r.job_id for r in await store.deliveries(10)] == ["a"]
+    finally:
+        await client.aclose()
+        await store.close()

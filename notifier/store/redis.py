@@ -49,7 +49,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -437,7 +437,7 @@ class RedisStore:
                 *fold.folded,
             ]
             for record in fold.records:
-                args += [_num(record.at), json.dumps(asdict(record), separators=(",", ":"))]
+                args += [_num(record.at), _record_json(record)]
             if int(await self._call(self._fold, args)) >= 0:
                 return fold
         return None  # the channel's jobs kept being claimed: the next look folds them
@@ -607,9 +607,19 @@ class RedisStore:
         return [
             record.job_id,
             _num(record.at),
-            json.dumps(asdict(record), separators=(",", ":")),
+            _record_json(record),
             self._log_size,
         ]
+
+
+_RECORD_FIELDS = tuple(field.name for field in fields(DeliveryRecord))
+
+
+def _record_json(record: DeliveryRecord) -> str:
+    """A delivery record as the log keeps it: its fields by name (``asdict`` copies deeply,
+    which showed in the storm profile)."""
+    fields_by_name = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    return json.dumps(fields_by_name, separators=(",", ":"))
 
 
 def _group_field(route: str, group_key: str) -> str:

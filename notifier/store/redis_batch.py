@@ -7,6 +7,12 @@ non-transactional pipeline: each script stays atomic on its own and they run in 
 order they were made; only the round trips are shared. Each caller gets its own result
 or its own error.
 
+Each call is an ``EVALSHA`` of the script's hash, not redis-py's ``Script`` call on the
+pipeline: that one makes every pipeline ask Redis first whether its scripts exist (a
+``SCRIPT EXISTS`` round trip per batch). A script Redis does not have (restarted, or
+``SCRIPT FLUSH``) answers ``NOSCRIPT`` without running: it is loaded and those calls
+are sent again.
+
 It owns no store logic; ``RedisStore`` decides what to call.
 """
 
@@ -17,6 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 _Call = tuple[AsyncScript, list[str], list[Any], "asyncio.Future[Any]"]
 
@@ -49,10 +56,14 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for script, keys, args, _ in batch:
-                    await script(keys=keys, args=args, client=pipe)
-                results = await pipe.execute(raise_on_error=False)
+            results = await self._execute(batch)
+            missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if missing:
+                for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
+                    script.sha = await self._client.script_load(script.script)
+                again = await self._execute([batch[i] for i in missing])
+                for i, result in zip(missing, again, strict=True):
+                    results[i] = result
         except Exception as exc:  # the connection, for all of them; each caller maps it
             results = [exc] * len(batch)
         for (*_, future), result in zip(batch, results, strict=True):
@@ -62,3 +73,10 @@ class ScriptBatcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script, keys, args, _ in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
