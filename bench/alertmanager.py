@@ -28,7 +28,7 @@ import yaml
 from common import Bench, Row, sink_call
 from payloads import PrometheusAlert
 from procs import free_port
-from storm import storm_through
+from storm import contestant_rows, storm_through
 
 BINARY = "prometheus-alertmanager"
 INSTALL_HINT = "sudo apt-get install -y prometheus-alertmanager"
@@ -108,29 +108,10 @@ async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, 
 
 
 def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
-    n = bench.storm_count
-    rss = f["peak_rss_mib"]
-    return [
-        Row("alertmanager", "alerts accepted (200)", f"{f['accepted']:,} / {n:,}"),
-        Row("alertmanager", "distinct alerts at sink", f"{f['distinct']:,} / {n:,}"),
-        Row("alertmanager", "duplicates at sink", f"{len(f['duplicates'])}"),
-        Row("alertmanager", "delivered notifications/s", f"{f['notifications_per_s']:,.0f}"),
-        Row("alertmanager", "latency P50 / P99", f"{f['p50_ms']:.0f} / {f['p99_ms']:.0f} ms"),
-        Row(
-            "alertmanager",
-            "CPU Alertmanager / load gen / sink",
-            " / ".join(
-                f"{f['cpu_share'][name]:.2f}" for name in ("alertmanager", "generator", "sink")
-            )
-            + " core",
-        ),
-        Row(
-            "alertmanager",
-            "Alertmanager CPU per notification",
-            f"{f['cpu_us_per_notification']:,.0f} µs",
-        ),
-        Row("alertmanager", "peak RSS (VmHWM)", f"{rss:.0f} MiB" if rss else "n/a"),
-    ]
+    duplicates = Row("alertmanager", "duplicates at sink", f"{len(f['duplicates'])}")
+    return contestant_rows(
+        "alertmanager", "Alertmanager", f, bench.storm_count, "alerts accepted (200)", duplicates
+    )
 
 
 def compare(service: dict[str, Any], am: dict[str, Any]) -> list[Row]:

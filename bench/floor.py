@@ -18,7 +18,7 @@ import aiohttp
 import servers
 from common import Bench, Row, sink_call
 from payloads import SingleAlert
-from storm import storm_through
+from storm import contestant_rows, storm_through
 
 
 async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, Any]]:
@@ -37,23 +37,10 @@ async def run(bench: Bench, sink: servers.Server) -> tuple[list[Row], dict[str, 
 
 
 def _rows(bench: Bench, f: dict[str, Any]) -> list[Row]:
-    n = bench.storm_count
-    rss = f["peak_rss_mib"]
-    return [
-        Row("floor", "payloads accepted (202)", f"{f['accepted']:,} / {n:,}"),
-        Row("floor", "distinct alerts at sink", f"{f['distinct']:,} / {n:,}"),
-        Row("floor", "failed forwards", f"{f['forwarder']['failures']:,}"),
-        Row("floor", "delivered notifications/s", f"{f['notifications_per_s']:,.0f}"),
-        Row("floor", "latency P50 / P99", f"{f['p50_ms']:.0f} / {f['p99_ms']:.0f} ms"),
-        Row(
-            "floor",
-            "CPU floor / load gen / sink",
-            " / ".join(f"{f['cpu_share'][name]:.2f}" for name in ("floor", "generator", "sink"))
-            + " core",
-        ),
-        Row("floor", "floor CPU per notification", f"{f['cpu_us_per_notification']:,.0f} µs"),
-        Row("floor", "peak RSS (VmHWM)", f"{rss:.0f} MiB" if rss else "n/a"),
-    ]
+    failed = Row("floor", "failed forwards", f"{f['forwarder']['failures']:,}")
+    return contestant_rows(
+        "floor", "floor", f, bench.storm_count, "payloads accepted (202)", failed
+    )
 
 
 def _ratio(numerator: float, denominator: float) -> str:

@@ -313,3 +313,22 @@ def _redis_time(stats: dict[str, dict[str, Any]], top: int = 3) -> str:
         )
         parts.append(f"{name} {seconds:.2f} s / {calls:,} calls ({float(per_call):.0f} µs each)")
     return ", ".join(parts)
+
+
+def contestant_rows(
+    part: str, who: str, f: dict[str, Any], count: int, accepted: str, check: Row
+) -> list[Row]:
+    """The table rows of a peer's storm (``storm_through``'s figures under ``part``):
+    ``accepted`` names its accepted status, ``check`` is its own correctness row."""
+    rss = f["peak_rss_mib"]
+    shares = " / ".join(f"{f['cpu_share'][name]:.2f}" for name in (part, "generator", "sink"))
+    return [
+        Row(part, accepted, f"{f['accepted']:,} / {count:,}"),
+        Row(part, "distinct alerts at sink", f"{f['distinct']:,} / {count:,}"),
+        check,
+        Row(part, "delivered notifications/s", f"{f['notifications_per_s']:,.0f}"),
+        Row(part, "latency P50 / P99", f"{f['p50_ms']:.0f} / {f['p99_ms']:.0f} ms"),
+        Row(part, f"CPU {who} / load gen / sink", f"{shares} core"),
+        Row(part, f"{who} CPU per notification", f"{f['cpu_us_per_notification']:,.0f} µs"),
+        Row(part, "peak RSS (VmHWM)", f"{rss:.0f} MiB" if rss else "n/a"),
+    ]

@@ -32,16 +32,21 @@ def _alertnames(sink: WebhookSink) -> set[str]:
     return {a["labels"]["alertname"] for r in sink.requests for a in r.json()["alerts"]}
 
 
+def _config(tmp_path: Path, sink_url: str) -> Path:
+    """One webhook channel to the sink, short leases, a few workers."""
+    return write_config(
+        tmp_path / "notifier.yaml",
+        {"sink": {"type": "webhook", "url": f"{sink_url}/hook"}},
+        default_channels=["sink"],
+        storage={"lease": "2s", "workers": WORKERS},
+        defaults={"timeout": "1s"},
+    )
+
+
 async def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path) -> None:
     sink = WebhookSink(delay=SINK_DELAY)
     async with serve_app(sink.app()) as sink_url:
-        config = write_config(
-            tmp_path / "notifier.yaml",
-            {"sink": {"type": "webhook", "url": f"{sink_url}/hook"}},
-            default_channels=["sink"],
-            storage={"lease": "2s", "workers": WORKERS},
-            defaults={"timeout": "1s"},
-        )
+        config = _config(tmp_path, sink_url)
         names = {f"Crash{i:02d}" for i in range(PAYLOADS)}
         async with running_notifier(config, tmp_path, name="first") as first:
             statuses = await asyncio.gather(
@@ -82,13 +87,7 @@ async def test_sigkill_during_a_handed_off_send_delivers_after_the_lease(tmp_pat
     hold = asyncio.Event()
     sink = WebhookSink(hold=hold)
     async with serve_app(sink.app()) as sink_url:
-        config = write_config(
-            tmp_path / "notifier.yaml",
-            {"sink": {"type": "webhook", "url": f"{sink_url}/hook"}},
-            default_channels=["sink"],
-            storage={"lease": "2s", "workers": WORKERS},
-            defaults={"timeout": "1s"},
-        )
+        config = _config(tmp_path, sink_url)
         async with running_notifier(config, tmp_path, name="first") as first:
             assert await first.post_alerts(webhook_payload("HandedOff")) == 202
             await wait_until(lambda: len(sink.requests) == 1, "the send under way")

@@ -353,7 +353,7 @@ async def test_a_hanging_channel_holds_at_most_its_share_of_the_workers() -> Non
     assert (await h.store.stats(h.clock())).queued == 8  # all handed back on stop
 
 
-class _CountingClaims(MemoryStore):
+class CountingClaims(MemoryStore):
     """A MemoryStore that counts its claims."""
 
     def __init__(self) -> None:
@@ -392,7 +392,7 @@ async def test_a_channel_with_little_room_does_not_shrink_the_others_claims(
             {"name": "rest", "channels": ["ok"]},
         ],
     )
-    store = _CountingClaims()
+    store = CountingClaims()
     h = Harness(config, [slow, ok], workers=256, store=store)  # ok: up to 128 at once
     for index in range(hung):
         await h.post(make_payload(alertname=f"Db{index}", labels={"team": "db"}))

@@ -12,37 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from notifier.channels.base import FailureReason, RetryableError
 from notifier.dedup import PlannedJob
-from notifier.store.base import ClaimedJob, EnqueueResult, HandOff, StoreUnavailable
-from notifier.store.memory import MemoryStore
+from notifier.store.base import EnqueueResult, HandOff, StoreUnavailable
 from notifier.testing import RecordingChannel, config_for_tests, make_payload
 from tests.processes import wait_until
-from tests.test_dispatcher import Harness, everything_to
+from tests.test_dispatcher import CountingClaims, Harness, everything_to
 
 
-class _Watched(MemoryStore):
-    """A MemoryStore that counts claims and sets ``napping`` when the claim loop naps."""
+class _Watched(CountingClaims):
+    """A store that counts claims and sets ``napping`` when the claim loop naps."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.claims = 0
         self.napping = asyncio.Event()
-
-    async def claim(
-        self,
-        limit: int,
-        lease: float,
-        now: float,
-        channel_limits: Mapping[str, int] | None = None,
-    ) -> list[ClaimedJob]:
-        self.claims += 1
-        return await super().claim(limit, lease, now, channel_limits)
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
         self.napping.set()
