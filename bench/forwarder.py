@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 
 from aiohttp import web
 
+from notifier import garbage_collector
 from notifier.channels.curl import CurlSession
 from notifier.payload import WebhookPayload
 
@@ -72,12 +72,8 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def settle_garbage_collector(app: web.Application) -> None:
-    """The service's GC setting, so the floor is comparable: notifier/serve.py's
-    ``_settle_garbage_collector`` and ``_GC_THRESHOLDS``, repeated here because importing
-    ``notifier.serve`` loads the whole app (about 18 MiB more RSS than this process needs)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    """The service's GC setting, so the floor is comparable."""
+    garbage_collector.settle()
 
 
 async def close_session(app: web.Application) -> None:

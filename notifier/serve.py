@@ -8,7 +8,6 @@ or waits), then the dispatcher finishes or releases in-flight jobs within
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from notifier import garbage_collector
 from notifier.channels.registry import ChannelOpenError
 from notifier.config import ConfigError
 from notifier.logs import setup_logging
@@ -25,12 +25,6 @@ from notifier.server import create_app, install_reload_signal
 log = logging.getLogger(__name__)
 
 _KEEPALIVE_TIMEOUT = 75.0  # seconds
-# The cyclic garbage collector, tuned for a server whose young objects (requests, jobs)
-# die young: at the default (700, 10, 10) it ran every 700 allocations and rescanned the
-# long-lived objects (config, templates, pydantic's and aiohttp's machinery) every few
-# runs, 12-14% of a storm's CPU. Objects that exist once the app has started are frozen,
-# never scanned again; the young generation is collected every 50,000 allocations.
-_GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def run_server(
@@ -91,15 +85,8 @@ async def _serve(app: web.Application, host: str, port: int, grace: float) -> No
     )
     try:
         await runner.setup()
-        _settle_garbage_collector()
+        garbage_collector.settle()
         await web.TCPSite(runner, host, port).start()
         await stop.wait()
     finally:
         await runner.cleanup()
-
-
-def _settle_garbage_collector() -> None:
-    """Freeze what startup built; collect the young generation less often (``_GC_THRESHOLDS``)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)

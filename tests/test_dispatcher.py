@@ -538,7 +538,7 @@ async def test_stop_lets_sends_finish_within_grace() -> None:
     assert await h.store.claim(10, lease=60, now=h.clock()) == []
 
 
-class _SaysWhenIdle(MemoryStore):
+class SaysWhenIdle(MemoryStore):
     """A MemoryStore that says when the dispatcher waits for work, and never signals any:
     only ``wake()`` (or the idle timer) can end that wait."""
 
@@ -557,7 +557,7 @@ async def test_wake_delivers_without_waiting_for_the_poll(
     # An idle nap longer than the wait below: only wake() can deliver in time.
     monkeypatch.setattr("notifier.dispatcher._IDLE_CAP", 3600.0)
     channel = RecordingChannel("hook")
-    store = _SaysWhenIdle()
+    store = SaysWhenIdle()
     h = Harness(config_for_tests({"hook": {}}, everything_to("hook")), [channel], store=store)
     await h.dispatcher.start()
     try:

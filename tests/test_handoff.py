@@ -22,19 +22,11 @@ from notifier.dedup import PlannedJob
 from notifier.store.base import EnqueueResult, HandOff, StoreUnavailable
 from notifier.testing import RecordingChannel, config_for_tests, make_payload
 from tests.processes import wait_until
-from tests.test_dispatcher import CountingClaims, Harness, everything_to
+from tests.test_dispatcher import CountingClaims, Harness, SaysWhenIdle, everything_to
 
 
-class _Watched(CountingClaims):
-    """A store that counts claims and sets ``napping`` when the claim loop naps."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.napping = asyncio.Event()
-
-    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 (the protocol's)
-        self.napping.set()
-        await asyncio.sleep(timeout)
+class _Watched(CountingClaims, SaysWhenIdle):
+    """A store that counts claims and sets ``waiting`` when the claim loop naps."""
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +39,7 @@ async def started(channel: RecordingChannel, store: _Watched, **settings: Any) -
     config = config_for_tests({channel.name: settings}, everything_to(channel.name))
     h = Harness(config, [channel], store=store)
     await h.dispatcher.start()
-    await asyncio.wait_for(store.napping.wait(), 5.0)
+    await asyncio.wait_for(store.waiting.wait(), 5.0)
     return h
 
 
@@ -124,10 +116,10 @@ async def test_a_channel_that_holds_jobs_back_takes_no_hand_offs() -> None:
         # The retry is due later and the circuit is open: the next jobs queue behind it,
         # however often the claim loop finds nothing due meanwhile.
         for index in range(3):
-            store.napping.clear()
+            store.waiting.clear()
             queued = await h.ingest(make_payload(alertname=f"Later{index}"))
             assert (len(queued.enqueued), queued.leased) == (1, ())
-            await asyncio.wait_for(store.napping.wait(), 5.0)
+            await asyncio.wait_for(store.waiting.wait(), 5.0)
     finally:
         await h.dispatcher.stop(grace=1.0)
     assert len(channel.calls) == 1  # the others were held back by the open circuit

@@ -166,7 +166,8 @@ class GroupCommitWriter:
         self._drop_connection()
 
     def _take_waiting(self, batch: list[_Item]) -> bool:
-        """Add the queued ops to ``batch`` (up to ``max_batch``); True when stop() was asked."""
+        """Add the queued ops to ``batch``, a loop turn's at a time, until it holds ``max_batch``
+        or more; True when stop() was asked."""
         while len(batch) < self._max_batch:
             try:
                 items = self._queue.get_nowait()
